@@ -1,0 +1,132 @@
+"""What this agent knows: the desired profiles, and the per-node state of each.
+
+One place holds it so that the node-status publisher (readiness) and the metrics read the same
+truth the syncer acts on. Pure data: no I/O, no Kubernetes, no asyncio.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+from agent.render import RenderedProfile
+from agent.validation.findings import Finding
+
+
+class ProfileKey(NamedTuple):
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class NodeState(StrEnum):
+    """Where a profile stands on this node."""
+
+    INSTALLED = "Installed"
+    INVALID = "Invalid"
+    PENDING = "Pending"
+    TERMINATING = "Terminating"
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """The latest object seen for a key, and the last valid rendering of it.
+
+    `rendered` outlives an invalid update: the last good file stays on disk while the
+    current generation's `errors` say what is wrong with the new one.
+    """
+
+    key: ProfileKey
+    uid: str
+    generation: int
+    rendered: RenderedProfile | None
+    errors: tuple[Finding, ...] = ()
+    warnings: tuple[Finding, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class NodeProfileStatus:
+    state: NodeState
+    sha256: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class ProfileCatalog:
+    records: dict[ProfileKey, ProfileRecord] = field(default_factory=dict)
+    installed: dict[ProfileKey, str] = field(default_factory=dict)  # key -> sha256 on disk
+
+    def accept(self, record: ProfileRecord) -> ProfileRecord:
+        """Store a newly validated record, carrying the last good rendering over an invalid one."""
+        previous = self.records.get(record.key)
+        if record.rendered is None and previous is not None and previous.uid == record.uid:
+            record = ProfileRecord(
+                record.key,
+                record.uid,
+                record.generation,
+                previous.rendered,
+                record.errors,
+                record.warnings,
+            )
+        self.records[record.key] = record
+        return record
+
+    def forget(self, key: ProfileKey) -> None:
+        self.records.pop(key, None)
+
+    def mark_installed(self, key: ProfileKey, sha256: str) -> None:
+        self.installed[key] = sha256
+
+    def mark_removed(self, key: ProfileKey) -> None:
+        self.installed.pop(key, None)
+
+    def status_of(self, key: ProfileKey) -> NodeProfileStatus | None:
+        return node_status(self.records.get(key), self.installed.get(key))
+
+    def keys(self) -> set[ProfileKey]:
+        return set(self.records) | set(self.installed)
+
+    def statuses(self) -> Iterator[tuple[ProfileKey, NodeProfileStatus]]:
+        for key in sorted(self.keys()):
+            status = self.status_of(key)
+            if status is not None:
+                yield key, status
+
+    def count_by_state(self) -> Counter[NodeState]:
+        return Counter(status.state for _, status in self.statuses())
+
+
+def node_status(
+    record: ProfileRecord | None, installed_sha: str | None
+) -> NodeProfileStatus | None:
+    """Derive this node's state of one profile from what is wanted and what is on disk."""
+    if record is None:
+        return None if installed_sha is None else NodeProfileStatus(NodeState.TERMINATING)
+    if record.errors:
+        first = record.errors[0]
+        return NodeProfileStatus(
+            NodeState.INVALID,
+            sha256=installed_sha,
+            reason=first.reason,
+            message=_summary(record.errors),
+        )
+    if record.rendered is not None and installed_sha == record.rendered.sha256:
+        return NodeProfileStatus(NodeState.INSTALLED, sha256=installed_sha)
+    return NodeProfileStatus(NodeState.PENDING, sha256=installed_sha)
+
+
+def _summary(errors: Iterable[Finding], limit: int = 3) -> str:
+    errors = list(errors)
+    text = "; ".join(f"{f.field}: {f.message}" for f in errors[:limit])
+    more = len(errors) - limit
+    return text + (f" (and {more} more)" if more > 0 else "")

@@ -1,0 +1,48 @@
+"""Kubernetes credentials, loaded once from the settings and shared by kopf and our own calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+
+def load_configuration(kubeconfig: Path | None) -> client.Configuration:
+    """A kubeconfig file when given, else the pod's service account (in-cluster)."""
+    configuration = client.Configuration()
+    if kubeconfig is not None:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), client_configuration=configuration
+        )
+    else:
+        config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    return configuration
+
+
+def api_client(configuration: client.Configuration) -> client.ApiClient:
+    return client.ApiClient(configuration)
+
+
+def kopf_connection(configuration: client.Configuration) -> kopf.ConnectionInfo:
+    """The same credentials, in the form kopf's own HTTP client wants."""
+    token: Any = configuration.api_key.get("authorization") or configuration.api_key.get(
+        "BearerToken"
+    )
+    scheme = None
+    if isinstance(token, str) and " " in token:
+        scheme, token = token.split(" ", 1)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        scheme=scheme,
+        token=token,
+        default_namespace=None,
+        priority=100,
+    )

@@ -1,0 +1,66 @@
+"""Kubernetes Events on SeccompProfile objects, readable in `kubectl describe`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from agent.model import API_GROUP, API_VERSION, KIND
+
+log = logging.getLogger(__name__)
+COMPONENT = "seccomp-sync-agent"
+MAX_MESSAGE = 1024  # the API server refuses longer event messages
+
+
+class EventRecorder:
+    """Posts core/v1 Events. Failures are logged, never raised: an event is best effort."""
+
+    def __init__(self, api: client.ApiClient, node_name: str) -> None:
+        self._core = client.CoreV1Api(api)
+        self._node = node_name
+
+    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
+        self._post(namespace, name, uid, "Warning", reason, message)
+
+    def normal(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
+        self._post(namespace, name, uid, "Normal", reason, message)
+
+    def _post(
+        self, namespace: str, name: str, uid: str, kind: str, reason: str, message: str
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+        text = f"node {self._node}: {message}"
+        if len(text) > MAX_MESSAGE:
+            text = text[: MAX_MESSAGE - 3] + "..."
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{name}.{secrets.token_hex(8)}", namespace=namespace
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{API_GROUP}/{API_VERSION}",
+                kind=KIND,
+                name=name,
+                namespace=namespace,
+                uid=uid,
+            ),
+            reason=reason,
+            message=text,
+            type=kind,
+            source=client.V1EventSource(component=COMPONENT, host=self._node),
+            reporting_component=COMPONENT,
+            reporting_instance=self._node,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            self._core.create_namespaced_event(namespace, body)
+        except ApiException as exc:
+            log.warning(
+                "could not post event",
+                extra={"profile": f"{namespace}/{name}", "reason": reason, "status": exc.status},
+            )

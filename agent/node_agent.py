@@ -1,0 +1,213 @@
+"""The agent's behaviour on one node: turn profile events into desired state and disk work.
+
+Handlers in `agent.kube.handlers` call in here; this module decides, the syncer acts on disk,
+and the only API calls go through the callables handed in (events, listings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord
+from agent.metrics import Metrics
+from agent.render import render
+from agent.store import ProfileStore, StoreError
+from agent.syncer import Syncer
+from agent.validation.validate import CompileFn, validate_resource
+
+log = logging.getLogger(__name__)
+
+RELIST_DEBOUNCE_SECONDS = 1.0
+
+
+class EventSink(Protocol):
+    """Where the agent reports problems on an object (Kubernetes Events in production)."""
+
+    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class NodeAgent:
+    node_name: str
+    architectures: Sequence[str]
+    catalog: ProfileCatalog
+    store: ProfileStore
+    metrics: Metrics
+    compile_profile: CompileFn
+    events: EventSink
+    list_keys: Callable[[], set[ProfileKey]]
+    on_synced: list[Callable[[], None]] = field(default_factory=list)
+    syncer: Syncer = field(init=False)
+    synced: bool = field(default=False, init=False)
+    _seen: set[ProfileKey] = field(default_factory=set, init=False)
+    _uids: dict[ProfileKey, str] = field(default_factory=dict, init=False)
+    _initial: asyncio.Task[None] | None = field(default=None, init=False)
+    _relist: asyncio.TimerHandle | None = field(default=None, init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _reported_failures: dict[ProfileKey, str] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.syncer = Syncer(
+            self.catalog,
+            self.store,
+            self.metrics,
+            on_failure=self._report_store_failure,
+            on_change=self._refresh_gauges,
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self.synced
+
+    async def on_profile_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """One watch event for a SeccompProfile (type None: from a listing)."""
+        received = time.monotonic()
+        meta = body.get("metadata", {})
+        key = ProfileKey(str(meta.get("namespace")), str(meta.get("name")))
+        self._seen.add(key)
+        if event_type is None and self.synced:
+            self._schedule_relist_check()
+        if event_type == "DELETED":
+            self.catalog.forget(key)
+            self._uids.pop(key, None)
+            self.syncer.enqueue(key, received)
+            return
+        uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
+        self._uids[key] = uid
+        known = self.catalog.records.get(key)
+        if known is None or known.uid != uid or known.generation != generation:
+            record = await asyncio.to_thread(self._validate, key, uid, generation, plain(body))
+            record = self.catalog.accept(record)
+            if not record.valid:
+                self._report_invalid(record)
+        self.syncer.enqueue(key, received)
+
+    def on_disk_changed(self, key: ProfileKey) -> None:
+        """A managed file changed on the host: let the syncer compare and repair it."""
+        self.syncer.enqueue(key, time.monotonic())
+
+    def on_listing_complete(self, listed: set[ProfileKey], relisted: bool) -> None:
+        """kopf has indexed a complete listing: finish the initial sync, or re-check after a
+        watch restart."""
+        if self.synced:
+            if relisted:
+                self._schedule_relist_check()
+            return
+        if self._initial is None:
+            self._initial = asyncio.create_task(self._finish_initial_sync(listed))
+
+    async def _finish_initial_sync(self, listed: set[ProfileKey]) -> None:
+        # Every listed object's event must be handled before anything is garbage-collected:
+        # removing files from a partial view would delete profiles pods still need.
+        while not listed <= self._seen:
+            await asyncio.sleep(0.02)
+        await self.syncer.wait_idle()
+        # Every existing object, valid or not: an invalid one keeps its last valid file.
+        wanted = set(self.catalog.records)
+        result = await asyncio.to_thread(self.store.collect_garbage, wanted)
+        for path in result.removed_profiles:
+            self.catalog.mark_removed(ProfileKey(path.parent.name, path.stem))
+        self.synced = True
+        self.metrics.last_full_sync.set(time.time())
+        self.metrics.ready.set(1)
+        self._refresh_gauges()
+        log.info(
+            "initial sync complete",
+            extra={
+                "profiles": len(self.catalog.records),
+                "orphans_removed": len(result.removed_profiles),
+                "temp_files_removed": len(result.removed_temp_files),
+                "unexpected_entries": [str(p) for p in result.unexpected],
+            },
+        )
+        for callback in self.on_synced:
+            callback()
+
+    def _schedule_relist_check(self) -> None:
+        if self._relist is None:
+            loop = asyncio.get_running_loop()
+            self._relist = loop.call_later(RELIST_DEBOUNCE_SECONDS, self._start_relist_check)
+
+    def _start_relist_check(self) -> None:
+        self._relist = None
+        task = asyncio.create_task(self._relist_check())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relist_check(self) -> None:
+        """After a watch restart, a DELETED event may have been lost: confirm by listing."""
+        self.metrics.watch_restarts.inc()
+        try:
+            present = await asyncio.to_thread(self.list_keys)
+        except Exception as exc:
+            log.warning("listing after watch restart failed; retrying", extra={"error": str(exc)})
+            self._schedule_relist_check()
+            return
+        for key in set(self.catalog.records) - present:
+            log.info("profile deleted while the watch was down", extra={"profile": str(key)})
+            self.catalog.forget(key)
+            self.syncer.enqueue(key)
+
+    def _validate(
+        self, key: ProfileKey, uid: str, generation: int, body: dict[str, Any]
+    ) -> ProfileRecord:
+        result = validate_resource(
+            body, default_architectures=self.architectures, compile_profile=self.compile_profile
+        )
+        report = result.report
+        rendered = render(report.profile) if report.valid and report.profile else None
+        return ProfileRecord(key, uid, generation, rendered, report.errors, report.warnings)
+
+    def _report_invalid(self, record: ProfileRecord) -> None:
+        first = record.errors[0]
+        self.metrics.validation_failures.labels(reason=first.reason).inc()
+        kept = "; the last valid version stays on disk" if record.rendered else ""
+        message = "; ".join(f"{f.field}: {f.message}" for f in record.errors[:3]) + kept
+        log.warning(
+            "invalid profile",
+            extra={
+                "profile": str(record.key),
+                "generation": record.generation,
+                "field": first.field,
+                "reason": first.reason,
+            },
+        )
+        self._spawn_thread(
+            self.events.warn,
+            record.key.namespace,
+            record.key.name,
+            record.uid,
+            "InvalidProfile",
+            message,
+        )
+
+    def _report_store_failure(self, key: ProfileKey, exc: StoreError) -> None:
+        message = str(exc)
+        if self._reported_failures.get(key) == message or key not in self._uids:
+            return
+        self._reported_failures[key] = message
+        self._spawn_thread(
+            self.events.warn, key.namespace, key.name, self._uids[key], "WriteFailed", message
+        )
+
+    def _spawn_thread(self, func: Callable[..., None], *args: Any) -> None:
+        task = asyncio.create_task(asyncio.to_thread(func, *args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _refresh_gauges(self) -> None:
+        self.metrics.set_profile_counts(dict(self.catalog.count_by_state()))
+
+
+def plain(value: Any) -> Any:
+    """kopf hands out mapping views; validation wants plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value

@@ -1,0 +1,125 @@
+"""One typed settings object for the agent, built once at start-up from flags and environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+DEFAULT_ROOT = Path("/var/lib/kubelet/seccomp")
+DEFAULT_HTTP_PORT = 8080
+
+LogFormat = Literal["text", "json"]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message says which flag or variable to set."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    node_name: str
+    root: Path
+    kubeconfig: Path | None
+    http_host: str
+    http_port: int
+    namespaces: tuple[str, ...]
+    log_format: LogFormat
+    log_level: str
+    remove_startup_taint: bool
+    aggregate_status: bool
+
+    @property
+    def managed_dir(self) -> Path:
+        """The only directory the agent writes to: `<root>/seccomp-sync`."""
+        return self.root / "seccomp-sync"
+
+    @property
+    def watches_all_namespaces(self) -> bool:
+        return not self.namespaces
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    env = "environment variable"
+    parser.add_argument("--node-name", help=f"this node's name (default: NODE_NAME {env})")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help=f"kubelet seccomp root (default: SECCOMP_SYNC_ROOT {env}, else {DEFAULT_ROOT})",
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig file (default: KUBECONFIG, else in-cluster)"
+    )
+    parser.add_argument(
+        "--http-host", default="0.0.0.0", help="address for /healthz, /readyz, /metrics"
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help=f"port for /healthz, /readyz, /metrics "
+        f"(default: SECCOMP_SYNC_HTTP_PORT {env}, else {DEFAULT_HTTP_PORT}; 0 picks a free port)",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NAMESPACE",
+        help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default=None)
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--remove-startup-taint",
+        action="store_true",
+        help="remove the seccompsync.io/agent-not-ready taint from this node after the first "
+        "full sync",
+    )
+    parser.add_argument(
+        "--no-aggregate-status",
+        action="store_true",
+        help="never take part in electing the agent that aggregates SeccompProfile status",
+    )
+
+
+def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Flags win over environment variables; missing required values raise SettingsError."""
+    node_name = args.node_name or environ.get("NODE_NAME", "")
+    if not node_name:
+        raise SettingsError("the node name is required: pass --node-name or set NODE_NAME")
+    root = args.root or Path(environ.get("SECCOMP_SYNC_ROOT", str(DEFAULT_ROOT)))
+    kubeconfig = args.kubeconfig or (
+        Path(environ["KUBECONFIG"]) if environ.get("KUBECONFIG") else None
+    )
+    port = args.http_port
+    if port is None:
+        port = _int_env(environ, "SECCOMP_SYNC_HTTP_PORT", DEFAULT_HTTP_PORT)
+    log_format = args.log_format or environ.get("SECCOMP_SYNC_LOG_FORMAT", "text")
+    if log_format not in ("text", "json"):
+        raise SettingsError(f"SECCOMP_SYNC_LOG_FORMAT must be text or json, not {log_format!r}")
+    log_format = cast(LogFormat, log_format)
+    return Settings(
+        node_name=node_name,
+        root=root.absolute(),
+        kubeconfig=kubeconfig,
+        http_host=args.http_host,
+        http_port=port,
+        namespaces=tuple(args.namespaces or ()),
+        log_format=log_format,
+        log_level=args.log_level.upper(),
+        remove_startup_taint=args.remove_startup_taint,
+        aggregate_status=not args.no_aggregate_status,
+    )
+
+
+def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None

@@ -1,0 +1,1 @@
+"""Validation of seccomp profiles: schema, semantics, syscall names and a real compile."""
