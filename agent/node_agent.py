@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord
 from agent.metrics import Metrics
+from agent.pod_refs import profiles_used_by
+from agent.readiness.node_report import build_status
+from agent.readiness.profile_status import ProfileView
 from agent.render import render
 from agent.store import ProfileStore, StoreError
 from agent.syncer import Syncer
@@ -23,6 +26,7 @@ from agent.validation.validate import CompileFn, validate_resource
 log = logging.getLogger(__name__)
 
 RELIST_DEBOUNCE_SECONDS = 1.0
+STATE_REFRESH_SECONDS = 0.1
 
 
 class EventSink(Protocol):
@@ -42,14 +46,21 @@ class NodeAgent:
     events: EventSink
     list_keys: Callable[[], set[ProfileKey]]
     on_synced: list[Callable[[], None]] = field(default_factory=list)
+    # Called with a key whenever what this node knows of that profile changes (status readers).
+    on_profile_change: list[Callable[[ProfileKey], None]] = field(default_factory=list)
+    # Called whenever this node's per-profile state may have changed (the node-status writer).
+    on_state_change: list[Callable[[], None]] = field(default_factory=list)
     syncer: Syncer = field(init=False)
     synced: bool = field(default=False, init=False)
     _seen: set[ProfileKey] = field(default_factory=set, init=False)
     _uids: dict[ProfileKey, str] = field(default_factory=dict, init=False)
     _initial: asyncio.Task[None] | None = field(default=None, init=False)
     _relist: asyncio.TimerHandle | None = field(default=None, init=False)
+    _refresh: asyncio.TimerHandle | None = field(default=None, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _reported_failures: dict[ProfileKey, str] = field(default_factory=dict, init=False)
+    _pod_refs: dict[str, frozenset[ProfileKey]] = field(default_factory=dict, init=False)
+    _pinned_at_start: frozenset[ProfileKey] = field(default=frozenset(), init=False)
 
     def __post_init__(self) -> None:
         self.syncer = Syncer(
@@ -57,7 +68,8 @@ class NodeAgent:
             self.store,
             self.metrics,
             on_failure=self._report_store_failure,
-            on_change=self._refresh_gauges,
+            on_change=self._state_changed,
+            in_use=self.in_use,
         )
 
     @property
@@ -76,6 +88,7 @@ class NodeAgent:
             self.catalog.forget(key)
             self._uids.pop(key, None)
             self.syncer.enqueue(key, received)
+            self._profile_changed(key)
             return
         uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
         self._uids[key] = uid
@@ -85,20 +98,55 @@ class NodeAgent:
             record = self.catalog.accept(record)
             if not record.valid:
                 self._report_invalid(record)
+            self._profile_changed(key)
         self.syncer.enqueue(key, received)
+
+    def on_pod_event(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
+        """A pod on this node changed: track which profiles it pins (in-use protection)."""
+        uid = str(pod.get("metadata", {}).get("uid", ""))
+        before = self._pod_refs.get(uid, frozenset())
+        after = frozenset() if event_type == "DELETED" else profiles_used_by(pod)
+        if after:
+            self._pod_refs[uid] = after
+        else:
+            self._pod_refs.pop(uid, None)
+        for key in before ^ after:
+            self.syncer.enqueue(key)  # a deleted profile may now be removable, or must stay
+
+    def in_use(self, key: ProfileKey) -> bool:
+        if not self.synced and key in self._pinned_at_start:
+            return True
+        return any(key in refs for refs in self._pod_refs.values())
+
+    def profile_views(self) -> dict[ProfileKey, ProfileView]:
+        """What the status aggregator needs of each profile this agent knows."""
+        return {
+            key: ProfileView(
+                key,
+                record.generation,
+                record.rendered.sha256 if record.valid and record.rendered else None,
+            )
+            for key, record in self.catalog.records.items()
+        }
+
+    def node_status(self) -> dict[str, Any]:
+        return build_status(self.node_name, self.synced, self.catalog.statuses())
 
     def on_disk_changed(self, key: ProfileKey) -> None:
         """A managed file changed on the host: let the syncer compare and repair it."""
         self.syncer.enqueue(key, time.monotonic())
 
-    def on_listing_complete(self, listed: set[ProfileKey], relisted: bool) -> None:
-        """kopf has indexed a complete listing: finish the initial sync, or re-check after a
-        watch restart."""
+    def on_listing_complete(
+        self, listed: set[ProfileKey], relisted: bool, pinned: frozenset[ProfileKey] = frozenset()
+    ) -> None:
+        """kopf has indexed complete listings: finish the initial sync, or re-check after a
+        watch restart. `pinned` are profiles that pods on this node use, from the pod index."""
         if self.synced:
             if relisted:
                 self._schedule_relist_check()
             return
         if self._initial is None:
+            self._pinned_at_start = pinned
             self._initial = asyncio.create_task(self._finish_initial_sync(listed))
 
     async def _finish_initial_sync(self, listed: set[ProfileKey]) -> None:
@@ -107,15 +155,16 @@ class NodeAgent:
         while not listed <= self._seen:
             await asyncio.sleep(0.02)
         await self.syncer.wait_idle()
-        # Every existing object, valid or not: an invalid one keeps its last valid file.
-        wanted = set(self.catalog.records)
+        # Every existing object, valid or not (an invalid one keeps its last valid file), and
+        # every profile a pod on this node still uses (in-use protection).
+        wanted = set(self.catalog.records) | self._pinned_at_start | self._pods_pin()
         result = await asyncio.to_thread(self.store.collect_garbage, wanted)
         for path in result.removed_profiles:
             self.catalog.mark_removed(ProfileKey(path.parent.name, path.stem))
         self.synced = True
         self.metrics.last_full_sync.set(time.time())
         self.metrics.ready.set(1)
-        self._refresh_gauges()
+        self._state_changed()
         log.info(
             "initial sync complete",
             extra={
@@ -200,8 +249,26 @@ class NodeAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _refresh_gauges(self) -> None:
+    def _pods_pin(self) -> set[ProfileKey]:
+        return {key for refs in self._pod_refs.values() for key in refs}
+
+    def _profile_changed(self, key: ProfileKey) -> None:
+        for callback in self.on_profile_change:
+            callback(key)
+        self._state_changed()
+
+    def _state_changed(self) -> None:
+        # Coalesced: counting states walks every profile, and a cold start syncs thousands.
+        if self._refresh is None:
+            self._refresh = asyncio.get_running_loop().call_later(
+                STATE_REFRESH_SECONDS, self._refresh_state
+            )
+
+    def _refresh_state(self) -> None:
+        self._refresh = None
         self.metrics.set_profile_counts(dict(self.catalog.count_by_state()))
+        for callback in self.on_state_change:
+            callback()
 
 
 def plain(value: Any) -> Any:

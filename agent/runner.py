@@ -6,16 +6,23 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import kopf
+from kubernetes import client
 
 from agent.catalog import ProfileCatalog
 from agent.drift import DriftWatcher
 from agent.health import build_app, start_server
+from agent.kube.aggregator import StatusAggregator
 from agent.kube.client import api_client, kopf_connection, load_configuration
 from agent.kube.events import EventRecorder
 from agent.kube.handlers import build_registry, quiet_kopf_loggers
+from agent.kube.leader import LeaderElector
 from agent.kube.listing import list_profile_keys
+from agent.kube.node_status import NodeStatusPublisher
+from agent.kube.node_taint import remove_startup_taint
 from agent.logs import configure_logging
 from agent.metrics import Metrics
 from agent.node_agent import NodeAgent
@@ -25,6 +32,8 @@ from agent.validation.compiler import Compiler
 from agent.validation.syscall_names import native_architecture
 
 log = logging.getLogger("agent")
+
+LEASE_NAME = "seccomp-sync-status-aggregator"
 
 
 def run_agent(args: argparse.Namespace) -> int:
@@ -45,6 +54,7 @@ async def serve(settings: Settings) -> None:
     store = ProfileStore(settings.root)
     await asyncio.to_thread(store.ensure_managed_dir)
     metrics = Metrics()
+    background: list[asyncio.Task[None]] = []
     with Compiler() as compiler:
         agent = NodeAgent(
             node_name=settings.node_name,
@@ -56,14 +66,19 @@ async def serve(settings: Settings) -> None:
             events=EventRecorder(api, settings.node_name),
             list_keys=lambda: list_profile_keys(api, settings.namespaces),
         )
-        registry = build_registry(agent, kopf_connection(configuration))
-        app = build_app(
-            metrics.registry, lambda: None if agent.ready else "initial sync not complete"
-        )
+        publisher = NodeStatusPublisher(api, settings.node_name, agent.node_status)
+        agent.on_state_change.append(publisher.changed)
+        if settings.remove_startup_taint:
+            agent.on_synced.append(lambda: _spawn(background, _untaint(api, settings)))
+        if settings.aggregate_status:
+            background.append(asyncio.create_task(_elect(api, settings, agent, metrics)))
+
+        app = build_app(metrics.registry, lambda: None if agent.ready else "initial sync not done")
         http, port = await start_server(app, settings.http_host, settings.http_port)
         drift = DriftWatcher(settings.managed_dir, agent.on_disk_changed)
         drift.start(asyncio.get_running_loop())
-        syncer = asyncio.create_task(agent.syncer.run(), name="syncer")
+        background.append(asyncio.create_task(agent.syncer.run(), name="syncer"))
+        publisher.changed()  # report at once: from now on this node counts as expected
         log.info(
             "seccomp-sync agent starting",
             extra={
@@ -77,14 +92,44 @@ async def serve(settings: Settings) -> None:
             # kopf turns SIGTERM/SIGINT into a graceful stop; every file write is atomic, so
             # stopping at any point (even SIGKILL) leaves only complete files behind.
             await kopf.operator(
-                registry=registry,
+                registry=build_registry(agent, kopf_connection(configuration)),
                 standalone=True,
                 clusterwide=settings.watches_all_namespaces,
                 namespaces=settings.namespaces,
             )
         finally:
             drift.stop()
-            syncer.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await http.cleanup()
             api.close()  # type: ignore[no-untyped-call]
             log.info("seccomp-sync agent stopped")
+
+
+async def _elect(
+    api: client.ApiClient, settings: Settings, agent: NodeAgent, metrics: Metrics
+) -> None:
+    aggregator = StatusAggregator(api, agent.profile_views, metrics)
+    agent.on_profile_change.append(aggregator.profile_changed)
+    elector = LeaderElector(
+        api,
+        settings.lease_namespace,
+        LEASE_NAME,
+        identity=settings.node_name,
+        lead=aggregator.run,
+        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
+    )
+    await elector.run()
+
+
+async def _untaint(api: client.ApiClient, settings: Settings) -> None:
+    try:
+        await asyncio.to_thread(remove_startup_taint, api, settings.node_name)
+    except Exception:
+        # The node stays tainted (no pods land there): visible, and safe. Say why.
+        log.exception("could not remove the startup taint", extra={"node": settings.node_name})
+
+
+def _spawn(tasks: list[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    tasks.append(asyncio.create_task(work))

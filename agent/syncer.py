@@ -42,6 +42,7 @@ class Syncer:
         workers: int = 4,
         on_failure: Callable[[ProfileKey, StoreError], None] | None = None,
         on_change: Callable[[], None] | None = None,
+        in_use: Callable[[ProfileKey], bool] = lambda _: False,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -49,6 +50,7 @@ class Syncer:
         self._workers = workers
         self._on_failure = on_failure
         self._on_change = on_change
+        self._in_use = in_use
         self._queue: asyncio.Queue[ProfileKey] = asyncio.Queue()
         self._queued: set[ProfileKey] = set()
         self._processing: set[ProfileKey] = set()
@@ -97,20 +99,25 @@ class Syncer:
     async def _sync(self, key: ProfileKey) -> None:
         record = self._catalog.records.get(key)
         believed_sha = self._catalog.installed.get(key)
+        in_use = record is None and self._in_use(key)
         try:
-            result = await asyncio.to_thread(self._apply, key, record, believed_sha)
+            result = await asyncio.to_thread(self._apply, key, record, believed_sha, in_use)
         except StoreError as exc:
             self._failed(key, exc)
             return
         self._succeeded(key, result)
 
     def _apply(
-        self, key: ProfileKey, record: ProfileRecord | None, believed_sha: str | None
+        self,
+        key: ProfileKey,
+        record: ProfileRecord | None,
+        believed_sha: str | None,
+        in_use: bool,
     ) -> SyncResult:
         """In a worker thread: read what is on disk, decide, act. Only the store touches disk."""
         on_disk = self._store.read(key.namespace, key.name)
         current_sha = hashlib.sha256(on_disk).hexdigest() if on_disk is not None else None
-        action = decide(record, on_disk, current_sha)
+        action = decide(record, on_disk, current_sha, in_use)
         # We believed the right bytes were there and they are not: someone changed the host.
         drift = (
             believed_sha is not None

@@ -12,8 +12,9 @@ Protocol on stdin/stdout; every message is a 4-byte big-endian length, then UTF-
 Streaming one answer per architecture tells the parent which architecture was being compiled
 when the process died. End of input ends the process.
 
-The filter is built the way runc builds it (libcontainer/seccomp/seccomp_linux.go), one
-architecture at a time, so the instruction count is what that runtime would load.
+The filter is built the way runc builds it (libcontainer/seccomp/seccomp_linux.go), but for one
+architecture at a time: runc puts all of a profile's architectures into one filter, and a count
+per architecture shows which one is large.
 """
 
 from __future__ import annotations
@@ -243,7 +244,8 @@ def _action(owner: Mapping[str, Any], key: str, errno_key: str, path: str) -> in
         raise ProfileError(field, f"{field}: unknown action {name!r}")
     if name in _PLAIN_ACTIONS:
         return _PLAIN_ACTIONS[name]
-    # Like runc: EPERM when errnoRet is absent; errnoRet on other actions is ignored above.
+    # Like runc: EPERM when errnoRet is absent. Other actions never read errnoRet (runc ignores
+    # it there too).
     code = owner.get(errno_key, errno.EPERM)
     if code is None:
         code = errno.EPERM

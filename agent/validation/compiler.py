@@ -58,7 +58,8 @@ class Compiler:
     ) -> list[ArchCompileResult]:
         """One result per architecture, in order; never raises for a bad or hostile profile.
 
-        `timeout_seconds` bounds each architecture's compile separately.
+        The whole call takes at most about `timeout_seconds`: architectures still waiting when
+        it runs out get an error result too.
         """
         try:
             # Numbers pass through as JSON integers of any size; the worker range-checks them.
@@ -69,11 +70,13 @@ class Compiler:
         with self._lock:
             if self._closed:
                 raise RuntimeError("Compiler.compile() called after close()")
+            deadline = time.monotonic() + self._timeout
             results: list[ArchCompileResult] = []
-            # Each pass ends early only when the worker died or stalled on one architecture; the
-            # architectures after it get a fresh worker rather than a blanket failure.
+            # A pass ends early only when the worker crashed on one architecture: the ones after
+            # it get a fresh worker rather than a blanket failure.
             while len(results) < len(architectures):
-                results += self._compile_in_worker(profile_json, architectures[len(results) :])
+                remaining = architectures[len(results) :]
+                results += self._compile_in_worker(profile_json, remaining, deadline)
             return results
 
     def close(self) -> None:
@@ -94,9 +97,9 @@ class Compiler:
         self.close()
 
     def _compile_in_worker(
-        self, profile_json: str, architectures: Sequence[str]
+        self, profile_json: str, architectures: Sequence[str], deadline: float
     ) -> list[ArchCompileResult]:
-        """Results for a prefix of `architectures` (all of them unless the worker failed)."""
+        """Results for a prefix of `architectures` (all of them unless the worker crashed)."""
         try:
             worker = self._running_worker()
         except OSError as exc:
@@ -107,17 +110,19 @@ class Compiler:
         request = _request(profile_json, architectures)
         results: list[ArchCompileResult] = []
         try:
-            worker.send(request, time.monotonic() + self._timeout)
+            worker.send(request, deadline)
             for arch in architectures:
-                results.append(worker.receive(arch, time.monotonic() + self._timeout))
+                results.append(worker.receive(arch, deadline))
         except _WorkerTimeoutError:
             self._discard_worker(kill=True)
-            arch = architectures[len(results)]
+            stuck, *skipped = architectures[len(results) :]
             reason = (
-                f"libseccomp did not finish compiling for {arch} within {self._timeout:g} s "
+                f"libseccomp did not finish compiling for {stuck} within {self._timeout:g} s "
                 "(the profile is too large or pathological)"
             )
-            results.append(ArchCompileResult(arch, None, reason))
+            results.append(ArchCompileResult(stuck, None, reason))
+            reason = f"not compiled: the {self._timeout:g} s limit ran out on {stuck}"
+            results += [ArchCompileResult(arch, None, reason) for arch in skipped]
         except _WorkerGoneError:
             status = self._discard_worker()
             arch = architectures[len(results)]

@@ -116,7 +116,9 @@ def render(table: Mapping[str, object]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print(f"usage: python -m {__spec__.name if __spec__ else __name__} SYSCALLS.CSV")
+        print(
+            "usage: python -m agent.validation.generate_syscall_table SYSCALLS.CSV", file=sys.stderr
+        )
         return 2
     source = Path(args[0])
     try:

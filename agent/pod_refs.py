@@ -1,0 +1,41 @@
+"""Which seccomp-sync profiles a pod uses: pure parsing of a pod object."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from agent.catalog import ProfileKey
+
+PREFIX = "seccomp-sync/"
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+_FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def profiles_used_by(pod: Mapping[str, Any]) -> frozenset[ProfileKey]:
+    """Profiles a pod's containers may still start with: pod-level and every container level.
+
+    A pod that has finished never starts a container again, so it uses nothing.
+    """
+    if (pod.get("status") or {}).get("phase") in _FINISHED_PHASES:
+        return frozenset()
+    spec = pod.get("spec") or {}
+    return frozenset(key for key in map(_key, _localhost_profiles(spec)) if key is not None)
+
+
+def _localhost_profiles(spec: Mapping[str, Any]) -> Iterator[str]:
+    contexts = [spec.get("securityContext")]
+    for field in _CONTAINER_LISTS:
+        contexts += [c.get("securityContext") for c in spec.get(field) or []]
+    for context in contexts:
+        profile = (context or {}).get("seccompProfile") or {}
+        if profile.get("type") == "Localhost" and profile.get("localhostProfile"):
+            yield str(profile["localhostProfile"])
+
+
+def _key(path: str) -> ProfileKey | None:
+    """`seccomp-sync/<ns>/<name>.json` -> key; other profiles are not ours."""
+    if not path.startswith(PREFIX) or not path.endswith(".json"):
+        return None
+    parts = path.removeprefix(PREFIX).removesuffix(".json").split("/")
+    return ProfileKey(parts[0], parts[1]) if len(parts) == 2 and all(parts) else None

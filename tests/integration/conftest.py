@@ -1,0 +1,58 @@
+"""Fixtures for tests against the real control plane: the CRD, a namespace per test, agents."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.pytest_plugin import Cluster
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> Cluster:
+    """The control plane with our CRDs applied and Established."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/seccompprofiles.seccompsync.io",
+    )
+    return cluster
+
+
+@pytest.fixture
+def namespace(crd: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    crd.kubectl("create", "namespace", name)
+    yield name
+    crd.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def profile_object(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "seccompsync.io/v1alpha1",
+        "kind": "SeccompProfile",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def apply_profile(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(profile_object(namespace, name, spec)))
+
+
+def replace_profile(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    """Replace the whole spec (apply would merge lists with the previous apply)."""
+    cluster.kubectl("replace", "-f", "-", input=json.dumps(profile_object(namespace, name, spec)))
+
+
+def delete_profile(cluster: Cluster, namespace: str, name: str) -> None:
+    cluster.kubectl("delete", "seccompprofile", name, "-n", namespace, "--wait=true")

@@ -1,0 +1,96 @@
+"""The runtime really enforces the file the agent wrote: Debian's runc runs a probe under it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.pytest_plugin import Cluster
+from tests.integration.agents import running_agent, wait_for
+from tests.integration.conftest import apply_profile
+
+pytestmark = [pytest.mark.cluster, pytest.mark.runc]
+
+PROBE_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(void) {
+    int made = mkdir("/tmp/made-by-probe", 0755);
+    printf("mkdir=%d errno=%d\n", made, made < 0 ? errno : 0);
+    int removed = rmdir("/tmp/does-not-exist");
+    printf("rmdir=%d errno=%d\n", removed, removed < 0 ? errno : 0);
+    printf("pid=%d\n", (int)getpid());
+    return 0;
+}
+"""
+
+DENY_MKDIR_EACCES = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}],
+}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runc = shutil.which("runc")
+    if runc is None:
+        pytest.fail("runc is not installed: run scripts/install-system-deps (Debian package runc)")
+    bundle = tmp_path_factory.mktemp("bundle")
+    rootfs = bundle / "rootfs"
+    (rootfs / "tmp").mkdir(parents=True)
+    source = bundle / "probe.c"
+    source.write_text(PROBE_C)
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(rootfs / "probe"), str(source)], check=True)
+    subprocess.run([runc, "spec"], cwd=bundle, check=True)
+    return bundle
+
+
+def run_probe(bundle: Path, seccomp: dict[str, object] | None) -> str:
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["args"] = ["/probe"]
+    config["process"]["terminal"] = False
+    config["root"]["readonly"] = False
+    if seccomp is None:
+        config["linux"].pop("seccomp", None)
+    else:
+        config["linux"]["seccomp"] = seccomp
+    (bundle / "config.json").write_text(json.dumps(config))
+    shutil.rmtree(bundle / "rootfs" / "tmp")
+    (bundle / "rootfs" / "tmp").mkdir()
+    result = subprocess.run(
+        ["runc", "run", f"probe-{uuid.uuid4().hex[:8]}"],
+        cwd=bundle,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_runc_blocks_what_the_agent_wrote(
+    crd: Cluster, namespace: str, tmp_path: Path, bundle: Path
+) -> None:
+    unconfined = run_probe(bundle, None)
+    assert "mkdir=0 errno=0" in unconfined
+
+    with running_agent(
+        crd, "node-a", tmp_path / "root", tmp_path / "agent.log", "--namespace", namespace
+    ) as agent:
+        apply_profile(crd, namespace, "deny-mkdir", DENY_MKDIR_EACCES)
+        path = agent.profile_path(namespace, "deny-mkdir")
+        wait_for(path.exists, what="profile on disk")
+        # What kubelet hands runc: the file's content, read as the OCI seccomp object.
+        written = json.loads(path.read_bytes())
+
+    confined = run_probe(bundle, written)
+    assert "mkdir=-1 errno=13" in confined  # denied with the profile's errno (EACCES)
+    assert "rmdir=-1 errno=2" in confined  # other syscalls run and fail on their own (ENOENT)
+    assert "pid=1" in confined  # write() and getpid() are allowed
