@@ -61,7 +61,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    # --arch names the nodes' architectures; without it, compile for this machine but make no
+    # claim about byte order (the profile may be meant for another kind of node).
     architectures: list[str] = args.arch or [native_architecture()]
+    node_architectures: list[str] = args.arch or []
     try:
         documents = [doc for path in args.paths for doc in read_documents(path)]
     except UnreadableInputError as exc:
@@ -69,7 +72,8 @@ def _validate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with Compiler() as compiler:
         reports = [
-            (doc, _validate_document(doc, architectures, compiler.compile)) for doc in documents
+            (doc, _validate_document(doc, architectures, node_architectures, compiler.compile))
+            for doc in documents
         ]
     if args.output == "json":
         print(json.dumps(_as_json(reports), indent=2))
@@ -81,14 +85,24 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _validate_document(
-    doc: Document, architectures: Sequence[str], compile_profile: CompileFn
+    doc: Document,
+    architectures: Sequence[str],
+    node_architectures: Sequence[str],
+    compile_profile: CompileFn,
 ) -> ResourceReport:
     if doc.is_resource:
         return validate_resource(
-            doc.content, default_architectures=architectures, compile_profile=compile_profile
+            doc.content,
+            default_architectures=architectures,
+            compile_profile=compile_profile,
+            node_architectures=node_architectures,
         )
     report = validate_spec(
-        doc.content, default_architectures=architectures, compile_profile=compile_profile, prefix=""
+        doc.content,
+        default_architectures=architectures,
+        compile_profile=compile_profile,
+        prefix="",
+        node_architectures=node_architectures,
     )
     return ResourceReport("-", f"document-{doc.index}", report)
 

@@ -206,7 +206,10 @@ class NodeAgent:
         self, key: ProfileKey, uid: str, generation: int, body: dict[str, Any]
     ) -> ProfileRecord:
         result = validate_resource(
-            body, default_architectures=self.architectures, compile_profile=self.compile_profile
+            body,
+            default_architectures=self.architectures,
+            compile_profile=self.compile_profile,
+            node_architectures=self.architectures,
         )
         report = result.report
         rendered = render(report.profile) if report.valid and report.profile else None

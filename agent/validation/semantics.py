@@ -6,7 +6,7 @@ ones a CEL rule can express, and these catch objects that never went through the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from agent.model import ACTIONS_WITH_ERRNO, OciSeccomp, SyscallRule
 from agent.validation.findings import Finding, error, warning
@@ -14,14 +14,52 @@ from agent.validation.findings import Finding, error, warning
 NOTIFY = "SCMP_ACT_NOTIFY"
 
 
-def semantic_findings(profile: OciSeccomp, prefix: str) -> list[Finding]:
-    """Every cross-field finding for one profile; `prefix` is prepended to each field path."""
+# libseccomp cannot mix byte orders in one filter, and runtimes always add the node's own
+# architecture to the profile's list: a big-endian entry breaks every container on a
+# little-endian node, and the other way round.
+BIG_ENDIAN = frozenset(
+    {
+        "SCMP_ARCH_S390",
+        "SCMP_ARCH_S390X",
+        "SCMP_ARCH_PPC",
+        "SCMP_ARCH_PPC64",
+        "SCMP_ARCH_MIPS",
+        "SCMP_ARCH_MIPS64",
+        "SCMP_ARCH_MIPS64N32",
+    }
+)
+
+
+def semantic_findings(
+    profile: OciSeccomp, prefix: str, node_architectures: Sequence[str] = ()
+) -> list[Finding]:
+    """Every cross-field finding for one profile; `prefix` is prepended to each field path.
+
+    `node_architectures` are the architectures of the node that will load the profile (the
+    agent knows its own); empty when unknown, as for the CLI with no --arch."""
     findings = list(_default_action_findings(profile, prefix))
+    findings.extend(_byte_order_findings(profile, prefix, node_architectures))
     rules = profile.syscalls or []
     for index, rule in enumerate(rules):
         findings.extend(_rule_findings(profile, rule, f"{prefix}syscalls[{index}]"))
     findings.extend(_duplicate_name_findings(rules, prefix))
     return findings
+
+
+def _byte_order_findings(
+    profile: OciSeccomp, prefix: str, node_architectures: Sequence[str]
+) -> Iterator[Finding]:
+    for node_arch in node_architectures:
+        node_big = node_arch in BIG_ENDIAN
+        for index, arch in enumerate(profile.architectures or []):
+            if (arch in BIG_ENDIAN) != node_big:
+                yield error(
+                    f"{prefix}architectures[{index}]",
+                    "ByteOrderMismatch",
+                    f"{arch} has a different byte order from this node ({node_arch}); the "
+                    "runtime adds the node's architecture and libseccomp cannot mix them in one "
+                    "filter, so every container using the profile would fail to start here",
+                )
 
 
 def _default_action_findings(profile: OciSeccomp, prefix: str) -> Iterator[Finding]:

@@ -47,6 +47,7 @@ def validate_spec(
     default_architectures: Sequence[str],
     compile_profile: CompileFn | None,
     prefix: str = "spec.",
+    node_architectures: Sequence[str] = (),
 ) -> ValidationReport:
     """Every finding for one OCI seccomp object (a SeccompProfile's spec, or a profile file)."""
     if not isinstance(raw_spec, Mapping):
@@ -63,7 +64,7 @@ def validate_spec(
         return ValidationReport(tuple(findings), None)
 
     architectures = target_architectures(profile, default_architectures)
-    findings += semantic_findings(profile, prefix)
+    findings += semantic_findings(profile, prefix, node_architectures)
     findings += syscall_name_findings(profile, architectures, prefix)
     if compile_profile is not None and not any(f.severity == "error" for f in findings):
         results = compile_profile(oci_document(profile), architectures)
@@ -121,7 +122,11 @@ _SPO_GROUP = "security-profiles-operator.x-k8s.io"
 
 
 def validate_resource(
-    document: Any, *, default_architectures: Sequence[str], compile_profile: CompileFn | None
+    document: Any,
+    *,
+    default_architectures: Sequence[str],
+    compile_profile: CompileFn | None,
+    node_architectures: Sequence[str] = (),
 ) -> ResourceReport:
     """Validate a SeccompProfile object: identity, metadata that becomes a path, and the spec."""
     if not isinstance(document, Mapping):
@@ -137,6 +142,7 @@ def validate_resource(
         document.get("spec"),
         default_architectures=default_architectures,
         compile_profile=compile_profile,
+        node_architectures=node_architectures,
     )
     report = ValidationReport(
         tuple(findings) + spec_report.findings, spec_report.profile if not findings else None

@@ -296,3 +296,16 @@ def test_non_object_spec_is_reported() -> None:
     report = check(["defaultAction"])
     assert not report.valid
     assert report.errors[0].field == "spec"
+
+
+def test_big_endian_architecture_on_a_little_endian_node_is_an_error() -> None:
+    spec = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_S390X"],
+    }
+    report = validate_spec(
+        spec, default_architectures=X86_64, compile_profile=None, node_architectures=X86_64
+    )
+    assert errors_by_field(report) == {"spec.architectures[1]": "ByteOrderMismatch"}
+    # Without knowing the node (the CLI without --arch), nothing can be said.
+    assert check(spec).valid

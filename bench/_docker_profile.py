@@ -1,0 +1,119 @@
+"""Docker's default profile in the OCI form Docker hands to runc, for benchmarks and tests.
+
+Docker's profile format gates rules on capabilities, architectures and kernel versions
+(`includes`/`excludes`) and maps a machine to its sub-architectures (`archMap`). Docker resolves
+all of that when it starts a container; this does the same for one container configuration, as
+moby's profiles/seccomp/seccomp_linux.go does, so the result is the filter runc really loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+# The capabilities Docker grants a container by default (moby oci/caps/defaults.go).
+DOCKER_DEFAULT_CAPABILITIES: Final = frozenset(
+    {
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    }
+)
+# Docker names architectures the Go way in `includes.arches`; archMap uses SCMP_ARCH_* names.
+GO_TO_SECCOMP_ARCH: Final[Mapping[str, str]] = {
+    "amd64": "SCMP_ARCH_X86_64",
+    "arm64": "SCMP_ARCH_AARCH64",
+    "s390x": "SCMP_ARCH_S390X",
+    "riscv64": "SCMP_ARCH_RISCV64",
+    "ppc64le": "SCMP_ARCH_PPC64LE",
+}
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+
+
+def shared_profiles_dir() -> Path:
+    """Where the shared real-world profiles live (same rule as tests/conftest.py)."""
+    shared = Path(os.environ.get("SECCOMP_SYNC_SHARED_DIR", REPO_ROOT.parent / "shared"))
+    return shared / "profiles"
+
+
+def load_moby_default() -> dict[str, Any]:
+    """moby-default.json exactly as published (Docker format)."""
+    text = (shared_profiles_dir() / "moby-default.json").read_text(encoding="utf-8")
+    profile: dict[str, Any] = json.loads(text)
+    return profile
+
+
+def docker_to_oci(
+    profile: Mapping[str, Any],
+    *,
+    go_arch: str = "amd64",
+    capabilities: Collection[str] = DOCKER_DEFAULT_CAPABILITIES,
+    kernel: tuple[int, int] = (6, 1),
+) -> dict[str, Any]:
+    """The OCI profile Docker would pass to runc for a container with these capabilities."""
+    oci: dict[str, Any] = {"defaultAction": profile["defaultAction"]}
+    if "defaultErrnoRet" in profile:
+        oci["defaultErrnoRet"] = profile["defaultErrnoRet"]
+    architectures = _architectures(profile, go_arch)
+    if architectures:
+        oci["architectures"] = architectures
+    oci["syscalls"] = [
+        {
+            key: value
+            for key, value in rule.items()
+            if key in ("names", "action", "errnoRet", "args")
+        }
+        for rule in profile.get("syscalls", [])
+        if _applies(rule, go_arch, frozenset(capabilities), kernel)
+    ]
+    return oci
+
+
+def moby_default_oci(go_arch: str = "amd64") -> dict[str, Any]:
+    """Docker's default profile, resolved for a default container on `go_arch`."""
+    return docker_to_oci(load_moby_default(), go_arch=go_arch)
+
+
+def _architectures(profile: Mapping[str, Any], go_arch: str) -> list[str]:
+    native = GO_TO_SECCOMP_ARCH.get(go_arch)
+    for entry in profile.get("archMap") or []:
+        if entry["architecture"] == native:
+            return [native, *(entry.get("subArchitectures") or [])]
+    return []
+
+
+def _applies(
+    rule: Mapping[str, Any], go_arch: str, capabilities: frozenset[str], kernel: tuple[int, int]
+) -> bool:
+    includes = rule.get("includes") or {}
+    excludes = rule.get("excludes") or {}
+    if go_arch in (excludes.get("arches") or []):
+        return False
+    if capabilities & set(excludes.get("caps") or []):
+        return False
+    if "minKernel" in excludes and kernel >= _version(excludes["minKernel"]):
+        return False
+    if includes.get("arches") and go_arch not in includes["arches"]:
+        return False
+    if not set(includes.get("caps") or []) <= capabilities:
+        return False
+    return not ("minKernel" in includes and kernel < _version(includes["minKernel"]))
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")[:2]
+    return int(major), int(minor)

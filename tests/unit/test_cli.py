@@ -1,0 +1,102 @@
+"""`seccomp-agent validate`: the lines, the JSON and the exit codes a CI pipeline relies on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+
+
+def test_valid_examples_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["validate", str(EXAMPLES / "deny-mkdir.yaml"), str(EXAMPLES / "block-risky-syscalls.yaml")]
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out == [
+        f"{EXAMPLES / 'deny-mkdir.yaml'}: default/deny-mkdir: valid",
+        f"{EXAMPLES / 'block-risky-syscalls.yaml'}: default/block-risky-syscalls: valid",
+    ]
+
+
+def test_invalid_profile_prints_one_line_per_finding_and_exits_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = EXAMPLES / "invalid-typo.yaml"
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: default/deny-mkdir: spec.syscalls[0].names[2]: error: `opne` is not a Linux "
+        "syscall on any architecture; did you mean `open`?"
+    ]
+
+
+def test_json_output_and_documents_that_are_not_profiles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(
+        (EXAMPLES / "deny-mkdir.yaml").read_text()
+        + "\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"
+    )
+    assert main(["validate", "--output", "json", str(path)]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["valid"] is False
+    first, second = result["documents"]
+    assert (first["name"], first["valid"], first["findings"]) == ("deny-mkdir", True, [])
+    assert second["valid"] is False
+    assert second["findings"][0]["field"] == "kind"
+    assert second["findings"][0]["reason"] == "NotASeccompProfile"
+
+
+def test_raw_oci_json_from_stdin_with_an_architecture(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    profile = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["open", "read"], "action": "SCMP_ACT_ALLOW"}],
+    }
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(profile)))
+    assert main(["validate", "--arch", "SCMP_ARCH_AARCH64", "-"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "-: -/document-0: syscalls[0].names[0]: warning: `open` does not exist on "
+        "SCMP_ARCH_AARCH64; runtimes skip it",
+        "-: -/document-0: valid",
+    ]
+
+
+@pytest.mark.parametrize("content", ["defaultAction: [unclosed", ""])
+def test_unreadable_input_exits_two_without_a_traceback(
+    tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(content)
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert str(path) in captured.err
+
+
+def test_missing_file_exits_two(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "/nonexistent/profile.yaml"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_installed_console_script_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "validate", str(EXAMPLES / "deny-mkdir.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("default/deny-mkdir: valid")

@@ -1,0 +1,347 @@
+"""The compiler, against the real libseccomp in a real worker process (crashes included)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.validation._compile_worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
+from agent.validation.compiler import ArchCompileResult, Compiler
+from bench._docker_profile import moby_default_oci
+
+X86_64 = "SCMP_ARCH_X86_64"
+X86 = "SCMP_ARCH_X86"
+X32 = "SCMP_ARCH_X32"
+WORKER_SCRIPT_NAME = b"_compile_worker.py"
+
+
+@pytest.fixture(scope="module")
+def compiler() -> Iterator[Compiler]:
+    """One worker for the tests that do not break it."""
+    with Compiler() as shared:
+        yield shared
+
+
+@pytest.fixture
+def hooked_compiler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Compiler]:
+    """A compiler whose worker honours the crash/hang test hooks (off unless this env is set)."""
+    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
+    with Compiler(timeout_seconds=1.0) as hooked:
+        yield hooked
+
+
+def profile(*rules: dict[str, Any], default: str = "SCMP_ACT_ERRNO") -> dict[str, Any]:
+    return {"defaultAction": default, "syscalls": list(rules)}
+
+
+def allow(*names: str, **extra: Any) -> dict[str, Any]:
+    return {"names": list(names), "action": "SCMP_ACT_ALLOW", **extra}
+
+
+def arg(index: int, value: int, op: str = "SCMP_CMP_EQ") -> dict[str, Any]:
+    return {"index": index, "value": value, "op": op}
+
+
+def instructions(compiler: Compiler, oci: dict[str, Any], arch: str = X86_64) -> int:
+    [result] = compiler.compile(oci, [arch])
+    assert result.error is None, result
+    assert result.instructions is not None
+    return result.instructions
+
+
+def worker_pids() -> set[int]:
+    """This process's children that are compile workers (read from /proc, no private state).
+
+    The module's shared compiler has one too: compare with a set taken before.
+    """
+    pids = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if WORKER_SCRIPT_NAME in cmdline:
+                pids.add(int(child))
+    return pids
+
+
+# Real profiles
+
+
+def test_docker_default_for_x86_64_is_about_340_instructions(compiler: Compiler) -> None:
+    [result] = compiler.compile(moby_default_oci(), [X86_64])
+    assert result.error is None and result.rule_path is None
+    # 337 with libseccomp 2.5.4, the figure runc's filter has for a default Docker container.
+    assert result.instructions is not None and 300 <= result.instructions <= 350
+
+
+def test_docker_default_for_x86_64_x86_and_x32_counts_each(compiler: Compiler) -> None:
+    results = compiler.compile(moby_default_oci(), [X86_64, X86, X32])
+    assert [r.architecture for r in results] == [X86_64, X86, X32]
+    counts = [r.instructions for r in results]
+    assert all(r.error is None for r in results), results
+    assert all(c is not None and 250 <= c <= 450 for c in counts), counts
+    # Each architecture is its own filter: x86 has extra syscalls (socketcall, the 32-bit
+    # variants) and so more instructions than x86_64.
+    assert counts[1] is not None and counts[0] is not None and counts[1] > counts[0]
+    assert 900 <= sum(c for c in counts if c is not None) <= 1100
+
+
+def test_a_small_profile_costs_one_instruction_per_allowed_syscall(compiler: Compiler) -> None:
+    two = instructions(compiler, profile(allow("read", "write")))
+    three = instructions(compiler, profile(allow("read", "write", "exit_group")))
+    assert two < 15
+    assert three == two + 1
+
+
+def test_same_profile_compiles_to_the_same_count_every_time(compiler: Compiler) -> None:
+    oci = moby_default_oci()
+    assert len({instructions(compiler, oci) for _ in range(5)}) == 1
+
+
+# runc's way of building the filter
+
+
+def test_names_libseccomp_does_not_know_are_skipped(compiler: Compiler) -> None:
+    # runc skips `opne` (a typo) and `mseal` (too new for libseccomp 2.5.4) without an error.
+    plain = instructions(compiler, profile(allow("read")))
+    assert instructions(compiler, profile(allow("read", "opne"))) == plain
+    assert instructions(compiler, profile(allow("opne"))) < plain
+
+
+def test_a_rule_with_the_default_action_is_skipped(compiler: Compiler) -> None:
+    # libseccomp itself would refuse it (EACCES); runtimes leave it out.
+    empty = instructions(compiler, profile(default="SCMP_ACT_ALLOW"))
+    assert instructions(compiler, profile(allow("read"), default="SCMP_ACT_ALLOW")) == empty
+    errno_rule = {"names": ["read"], "action": "SCMP_ACT_ERRNO"}  # EPERM, like the default
+    assert instructions(compiler, profile(errno_rule)) == instructions(compiler, profile())
+    other_errno = {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+    assert instructions(compiler, profile(other_errno)) > instructions(compiler, profile())
+
+
+def test_conditions_on_one_argument_are_ored_as_separate_rules(compiler: Compiler) -> None:
+    ored = allow("ioctl", args=[arg(0, 1), arg(0, 2)])
+    # libseccomp refuses two conditions on one argument (EINVAL); runc adds one rule each.
+    assert compiler.compile(profile(ored), [X86_64])[0].error is None
+    separate = profile(allow("ioctl", args=[arg(0, 1)]), allow("ioctl", args=[arg(0, 2)]))
+    assert instructions(compiler, profile(ored)) == instructions(compiler, separate)
+    # Proof that they are separate rules: a later rule on `arg0 == 2` alone now clashes.
+    clash = {"names": ["ioctl"], "action": "SCMP_ACT_LOG", "args": [arg(0, 2)]}
+    [result] = compiler.compile(profile(ored, clash), [X86_64])
+    assert result.rule_path == "spec.syscalls[1]"
+
+
+def test_conditions_on_different_arguments_are_anded_in_one_rule(compiler: Compiler) -> None:
+    anded = allow("ioctl", args=[arg(0, 1), arg(1, 2)])
+    # A rule on `arg1 == 2` alone with another action clashes with a rule of its own (EEXIST),
+    # not with the second half of an AND.
+    alone = {"names": ["ioctl"], "action": "SCMP_ACT_LOG", "args": [arg(1, 2)]}
+    [result] = compiler.compile(profile(anded, alone), [X86_64])
+    assert result.error is None, result
+    split = [allow("ioctl", args=[arg(0, 1)]), allow("ioctl", args=[arg(1, 2)])]
+    [result] = compiler.compile(profile(*split, alone), [X86_64])
+    assert result.rule_path == "spec.syscalls[2]"
+
+
+def test_more_than_32_rules_turns_on_the_binary_tree_like_runc(compiler: Compiler) -> None:
+    names = ["read", "write", "close", "fstat", "lseek", "mmap", "mprotect", "munmap", "brk"]
+    names += ["rt_sigaction", "rt_sigprocmask", "ioctl", "pread64", "pwrite64", "readv"]
+    names += ["writev", "access", "pipe", "select", "sched_yield", "mremap", "msync"]
+    names += ["mincore", "madvise", "dup", "dup2", "pause", "nanosleep", "getitimer", "alarm"]
+    names += ["setitimer", "getpid", "sendfile", "socket", "connect"]
+    as_one_rule = instructions(compiler, profile(allow(*names)))
+    thirty_two = profile(allow(*names[:4]), *(allow(n) for n in names[4:]))
+    thirty_three = profile(allow(*names[:3]), *(allow(n) for n in names[3:]))
+    assert len(thirty_two["syscalls"]) == 32 and len(thirty_three["syscalls"]) == 33
+    assert instructions(compiler, thirty_two) == as_one_rule
+    assert instructions(compiler, thirty_three) != as_one_rule
+
+
+def test_numbers_up_to_uint64_max_pass_through(compiler: Compiler) -> None:
+    top = allow("personality", args=[arg(0, 2**64 - 1)])
+    assert compiler.compile(profile(top), [X86_64])[0].error is None
+    masked = allow("personality", args=[{**arg(0, 2**64 - 1, "SCMP_CMP_MASKED_EQ"), "valueTwo": 8}])
+    assert compiler.compile(profile(masked), [X86_64])[0].error is None
+
+
+# Errors that name the rule
+
+
+def test_same_condition_with_different_actions_names_the_rule(compiler: Compiler) -> None:
+    first = allow("ioctl", args=[arg(1, 0x5401)])
+    second = {"names": ["ioctl"], "action": "SCMP_ACT_LOG", "args": [arg(1, 0x5401)]}
+    results = compiler.compile(profile(allow("read"), first, second), [X86_64, X86])
+    for result in results:
+        assert result.instructions is None
+        assert result.rule_path == "spec.syscalls[2]"
+        assert result.error is not None
+        assert "`ioctl`" in result.error and "EEXIST" in result.error
+
+
+@pytest.mark.parametrize(
+    ("bad_arg", "path"),
+    [
+        (arg(0, 2**64), "spec.syscalls[0].args[0].value"),
+        (arg(0, -1), "spec.syscalls[0].args[0].value"),
+        (arg(6, 1), "spec.syscalls[0].args[0].index"),
+        (arg(0, 1, "SCMP_CMP_ALMOST"), "spec.syscalls[0].args[0].op"),
+        ({**arg(0, 1), "value": True}, "spec.syscalls[0].args[0].value"),
+        ({**arg(0, 1), "op": ["SCMP_CMP_EQ"]}, "spec.syscalls[0].args[0].op"),
+    ],
+)
+def test_malformed_arguments_are_errors_not_wrapped_numbers(
+    compiler: Compiler, bad_arg: dict[str, Any], path: str
+) -> None:
+    [result] = compiler.compile(profile(allow("read", args=[bad_arg])), [X86_64])
+    assert result.instructions is None
+    assert result.rule_path == path
+    assert result.error is not None and path in result.error
+
+
+def test_an_unknown_default_action_names_the_field(compiler: Compiler) -> None:
+    [result] = compiler.compile({"defaultAction": "SCMP_ACT_MAYBE"}, [X86_64])
+    assert result.rule_path == "spec.defaultAction"
+    assert result.error is not None and "SCMP_ACT_MAYBE" in result.error
+
+
+def test_architectures_unknown_or_unsupported_here_are_per_architecture_errors(
+    compiler: Compiler,
+) -> None:
+    results = compiler.compile(profile(allow("read")), ["SCMP_ARCH_VAX", X86_64, "SCMP_ARCH_SH"])
+    assert results[0].error == "unknown architecture 'SCMP_ARCH_VAX'"
+    assert results[1].instructions is not None
+    # libseccomp 2.5.4 predates SuperH support.
+    assert results[2].error is not None and "does not support SCMP_ARCH_SH" in results[2].error
+
+
+def test_a_big_endian_architecture_compiles_on_a_little_endian_node(compiler: Compiler) -> None:
+    assert instructions(compiler, profile(allow("read")), "SCMP_ARCH_S390X") > 0
+
+
+def test_data_that_is_not_json_is_an_error_result(compiler: Compiler) -> None:
+    [result] = compiler.compile({"defaultAction": "SCMP_ACT_ALLOW", "x": {1, 2}}, [X86_64])
+    assert result.instructions is None
+    assert result.error is not None and "not plain JSON" in result.error
+
+
+# Survival: huge input, crashes, hangs
+
+
+def test_thousands_of_argument_values_are_counted_past_the_kernel_limit(
+    compiler: Compiler,
+) -> None:
+    rules = [allow("personality", args=[arg(0, value)]) for value in range(5000)]
+    count = instructions(compiler, profile(*rules))
+    assert count > 4096  # BPF_MAXINSNS: the kernel would refuse this filter
+
+
+def test_a_compile_that_runs_too_long_times_out_and_the_next_one_works() -> None:
+    # libseccomp's rule database is quadratic: 100,000 argument rules take minutes.
+    rules = [allow("personality", args=[arg(0, value)]) for value in range(100_000)]
+    before = worker_pids()
+    with Compiler(timeout_seconds=1.0) as compiler:
+        started = time.monotonic()
+        [result] = compiler.compile(profile(*rules), [X86_64])
+        assert time.monotonic() - started < 5
+        assert result.instructions is None
+        assert result.error is not None and "within 1 s" in result.error
+        assert worker_pids() <= before, "the stuck worker must be gone"
+        assert instructions(compiler, profile(allow("read"))) > 0
+
+
+def test_a_crashing_worker_costs_one_architecture_an_error(hooked_compiler: Compiler) -> None:
+    oci = profile(allow("read"))
+    oci[TEST_HOOK_KEY] = {"architecture": X86, "action": "segv"}
+    results = hooked_compiler.compile(oci, [X86_64, X86, X32])
+    assert results[0].instructions is not None
+    assert results[1] == ArchCompileResult(
+        X86, None, f"libseccomp crashed (signal 11, SIGSEGV) compiling for {X86}"
+    )
+    assert results[2].instructions is not None  # compiled by a fresh worker
+    assert instructions(hooked_compiler, profile(allow("read"))) == results[0].instructions
+
+
+def test_a_hanging_worker_times_out_for_the_whole_call(hooked_compiler: Compiler) -> None:
+    oci = profile(allow("read"))
+    oci[TEST_HOOK_KEY] = {"architecture": X86, "action": "hang"}
+    started = time.monotonic()
+    results = hooked_compiler.compile(oci, [X86_64, X86, X32])
+    assert time.monotonic() - started < 3  # the limit is 1 s for the call, not per architecture
+    assert results[0].instructions is not None
+    assert results[1].error == (
+        f"libseccomp did not finish compiling for {X86} within 1 s "
+        "(the profile is too large or pathological)"
+    )
+    assert results[2].error == f"not compiled: the 1 s limit ran out on {X86}"
+    assert instructions(hooked_compiler, profile(allow("read"))) > 0
+
+
+def test_a_worker_killed_mid_compile_is_reported_and_replaced(hooked_compiler: Compiler) -> None:
+    before = worker_pids()
+    instructions(hooked_compiler, profile(allow("read")))  # start the worker
+    [pid] = worker_pids() - before
+    oci = profile(allow("read"))
+    oci[TEST_HOOK_KEY] = {"architecture": X86_64, "action": "hang"}
+    threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()
+    [result] = hooked_compiler.compile(oci, [X86_64])
+    assert result.error == (
+        f"the libseccomp worker was killed (signal 9, SIGKILL) compiling for {X86_64}"
+    )
+    assert instructions(hooked_compiler, profile(allow("read"))) > 0
+    assert len(worker_pids() - before) == 1 and pid not in worker_pids()
+
+
+def test_a_worker_that_died_between_calls_is_not_blamed_on_the_next_profile() -> None:
+    before = worker_pids()
+    with Compiler() as compiler:
+        instructions(compiler, profile(allow("read")))
+        [pid] = worker_pids() - before
+        os.kill(pid, signal.SIGKILL)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
+        assert instructions(compiler, profile(allow("read"))) > 0
+
+
+def test_hooks_are_ignored_unless_the_test_environment_enables_them(compiler: Compiler) -> None:
+    oci = profile(allow("read"))
+    oci[TEST_HOOK_KEY] = {"architecture": X86_64, "action": "segv"}
+    assert instructions(compiler, oci) == instructions(compiler, profile(allow("read")))
+
+
+# Sharing and lifetime
+
+
+def test_threads_can_share_one_compiler(compiler: Compiler) -> None:
+    names = ["read", "write", "close", "fstat", "lseek", "mmap", "brk", "getpid"]
+    expected = {n: instructions(compiler, profile(allow(*names[:n]))) for n in range(1, 9)}
+    seen: dict[int, set[int]] = {n: set() for n in expected}
+
+    def work(offset: int) -> None:
+        for i in range(40):
+            n = (i + offset) % 8 + 1
+            seen[n].add(instructions(compiler, profile(allow(*names[:n]))))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {n: {count} for n, count in expected.items()}
+
+
+def test_close_stops_the_worker_and_refuses_further_use() -> None:
+    before = worker_pids()
+    compiler = Compiler()
+    with compiler:
+        instructions(compiler, profile(allow("read")))
+        assert len(worker_pids() - before) == 1
+    assert worker_pids() == before
+    with pytest.raises(RuntimeError, match="after close"):
+        compiler.compile(profile(), [X86_64])
