@@ -8,7 +8,15 @@ import sys
 import time
 from typing import Any
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# kopf attaches its settings and object references to every record: too long for a log line.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "settings",
+    "k8s_skip",
+    "k8s_ref",
+}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord
 from agent.metrics import Metrics
@@ -24,8 +24,10 @@ from agent.syncer import Syncer
 from agent.validation.validate import CompileFn, validate_resource
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RELIST_DEBOUNCE_SECONDS = 1.0
+RELIST_WHILE_WAITING_SECONDS = 5.0
 STATE_REFRESH_SECONDS = 0.1
 
 
@@ -45,6 +47,7 @@ class NodeAgent:
     compile_profile: CompileFn
     events: EventSink
     list_keys: Callable[[], set[ProfileKey]]
+    list_pinned: Callable[[], frozenset[ProfileKey]]
     on_synced: list[Callable[[], None]] = field(default_factory=list)
     # Called with a key whenever what this node knows of that profile changes (status readers).
     on_profile_change: list[Callable[[ProfileKey], None]] = field(default_factory=list)
@@ -54,7 +57,6 @@ class NodeAgent:
     synced: bool = field(default=False, init=False)
     _seen: set[ProfileKey] = field(default_factory=set, init=False)
     _uids: dict[ProfileKey, str] = field(default_factory=dict, init=False)
-    _initial: asyncio.Task[None] | None = field(default=None, init=False)
     _relist: asyncio.TimerHandle | None = field(default=None, init=False)
     _refresh: asyncio.TimerHandle | None = field(default=None, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -81,7 +83,6 @@ class NodeAgent:
         received = time.monotonic()
         meta = body.get("metadata", {})
         key = ProfileKey(str(meta.get("namespace")), str(meta.get("name")))
-        self._seen.add(key)
         if event_type is None and self.synced:
             self._schedule_relist_check()
         if event_type == "DELETED":
@@ -89,6 +90,7 @@ class NodeAgent:
             self._uids.pop(key, None)
             self.syncer.enqueue(key, received)
             self._profile_changed(key)
+            self._seen.add(key)
             return
         uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
         self._uids[key] = uid
@@ -100,6 +102,8 @@ class NodeAgent:
                 self._report_invalid(record)
             self._profile_changed(key)
         self.syncer.enqueue(key, received)
+        # Seen only now: the initial sync's garbage collection relies on the record being there.
+        self._seen.add(key)
 
     def on_pod_event(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
         """A pod on this node changed: track which profiles it pins (in-use protection)."""
@@ -136,24 +140,22 @@ class NodeAgent:
         """A managed file changed on the host: let the syncer compare and repair it."""
         self.syncer.enqueue(key, time.monotonic())
 
-    def on_listing_complete(
-        self, listed: set[ProfileKey], relisted: bool, pinned: frozenset[ProfileKey] = frozenset()
-    ) -> None:
-        """kopf has indexed complete listings: finish the initial sync, or re-check after a
-        watch restart. `pinned` are profiles that pods on this node use, from the pod index."""
-        if self.synced:
-            if relisted:
-                self._schedule_relist_check()
-            return
-        if self._initial is None:
-            self._pinned_at_start = pinned
-            self._initial = asyncio.create_task(self._finish_initial_sync(listed))
+    async def initial_sync(self) -> None:
+        """Write every profile that exists now, then remove what no object or pod wants.
 
-    async def _finish_initial_sync(self, listed: set[ProfileKey]) -> None:
-        # Every listed object's event must be handled before anything is garbage-collected:
-        # removing files from a partial view would delete profiles pods still need.
+        Garbage collection must never work from a partial view: it waits until the watch has
+        delivered every object of a complete listing (or its deletion), and until this node's
+        pods are known, so a deleted profile that a pod still uses survives a restart.
+        """
+        listed = await self._retrying(self.list_keys, "list SeccompProfiles")
+        listed_at = time.monotonic()
         while not listed <= self._seen:
             await asyncio.sleep(0.02)
+            if time.monotonic() - listed_at > RELIST_WHILE_WAITING_SECONDS:
+                # Something listed was deleted before the watch saw it: list again.
+                listed = await self._retrying(self.list_keys, "list SeccompProfiles")
+                listed_at = time.monotonic()
+        self._pinned_at_start = await self._retrying(self.list_pinned, "list this node's pods")
         await self.syncer.wait_idle()
         # Every existing object, valid or not (an invalid one keeps its last valid file), and
         # every profile a pod on this node still uses (in-use protection).
@@ -176,6 +178,16 @@ class NodeAgent:
         )
         for callback in self.on_synced:
             callback()
+
+    async def _retrying(self, call: Callable[[], T], what: str) -> T:
+        delay = 0.5
+        while True:
+            try:
+                return await asyncio.to_thread(call)
+            except Exception as exc:  # the API may not be reachable yet: keep trying
+                log.warning(f"could not {what}; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _schedule_relist_check(self) -> None:
         if self._relist is None:

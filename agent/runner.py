@@ -20,7 +20,7 @@ from agent.kube.client import api_client, kopf_connection, load_configuration
 from agent.kube.events import EventRecorder
 from agent.kube.handlers import build_registry, quiet_kopf_loggers
 from agent.kube.leader import LeaderElector
-from agent.kube.listing import list_profile_keys
+from agent.kube.listing import list_pinned_profiles, list_profile_keys
 from agent.kube.node_status import NodeStatusPublisher
 from agent.kube.node_taint import remove_startup_taint
 from agent.logs import configure_logging
@@ -65,6 +65,7 @@ async def serve(settings: Settings) -> None:
             compile_profile=compiler.compile,
             events=EventRecorder(api, settings.node_name),
             list_keys=lambda: list_profile_keys(api, settings.namespaces),
+            list_pinned=lambda: list_pinned_profiles(api, settings.node_name),
         )
         publisher = NodeStatusPublisher(api, settings.node_name, agent.node_status)
         agent.on_state_change.append(publisher.changed)
@@ -78,6 +79,7 @@ async def serve(settings: Settings) -> None:
         drift = DriftWatcher(settings.managed_dir, agent.on_disk_changed)
         drift.start(asyncio.get_running_loop())
         background.append(asyncio.create_task(agent.syncer.run(), name="syncer"))
+        background.append(asyncio.create_task(agent.initial_sync(), name="initial-sync"))
         publisher.changed()  # report at once: from now on this node counts as expected
         log.info(
             "seccomp-sync agent starting",

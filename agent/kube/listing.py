@@ -1,5 +1,5 @@
-"""A complete, paginated listing of SeccompProfiles: used to confirm deletions after a watch
-had to restart, when a DELETED event may have been lost with the old stream."""
+"""Complete, paginated listings: the SeccompProfiles that exist (for the initial sync, and to
+confirm deletions after a watch restart) and the profiles this node's pods use."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from kubernetes import client
 
 from agent.catalog import ProfileKey
 from agent.model import API_GROUP, API_VERSION, PLURAL
+from agent.pod_refs import profiles_used_by
 
 PAGE_SIZE = 500
 
@@ -38,3 +39,19 @@ def list_profile_keys(api: client.ApiClient, namespaces: Iterable[str]) -> set[P
             if token is None:
                 break
     return keys
+
+
+def list_pinned_profiles(api: client.ApiClient, node_name: str) -> frozenset[ProfileKey]:
+    """Profiles that pods on this node use (their containers may restart with them)."""
+    core = client.CoreV1Api(api)
+    pinned: set[ProfileKey] = set()
+    token: str | None = None
+    while True:
+        page = core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={node_name}", limit=PAGE_SIZE, _continue=token
+        )
+        for pod in page.items:
+            pinned |= profiles_used_by(api.sanitize_for_serialization(pod))  # type: ignore[no-untyped-call]
+        token = (page.metadata._continue if page.metadata else None) or None
+        if token is None:
+            return frozenset(pinned)

@@ -104,7 +104,10 @@ class AgentProcess:
             self.assert_running()
             return self.http("/readyz")[0] == 200
 
-        wait_for(ready, timeout, what=f"agent {self.node} /readyz\n{self.log_tail()}")
+        try:
+            wait_for(ready, timeout, what=f"agent {self.node} /readyz")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log_tail()}") from None
 
     def assert_running(self) -> None:
         assert self.process is not None
