@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.cluster.pytest_plugin import Cluster
+from tests.integration.nodes import delete_node, register_node
 
 T = TypeVar("T")
 
@@ -155,6 +156,9 @@ class AgentProcess:
 def running_agent(
     cluster: Cluster, node: str, root: Path, log_path: Path, *extra: str, ready: bool = True
 ) -> Iterator[AgentProcess]:
+    """An agent for a fake Node of that name, which is deleted afterwards (so its
+    SeccompNodeStatus is garbage-collected and does not count in later tests)."""
+    register_node(cluster, node)
     agent = AgentProcess(cluster, node, root, log_path, *extra).start()
     try:
         if ready:
@@ -162,3 +166,4 @@ def running_agent(
         yield agent
     finally:
         agent.stop()
+        delete_node(cluster, node)

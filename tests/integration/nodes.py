@@ -1,0 +1,58 @@
+"""Fake Node objects: what a kubelet would register, without a kubelet behind them."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.cluster.pytest_plugin import Cluster
+
+STARTUP_TAINT = client.V1Taint(key="seccompsync.io/agent-not-ready", effect="NoSchedule")
+
+
+def ready_status() -> client.V1NodeStatus:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    resources = {"cpu": "4", "memory": "8Gi", "pods": "110"}
+    return client.V1NodeStatus(
+        capacity=resources,
+        allocatable=resources,
+        conditions=[
+            client.V1NodeCondition(
+                type="Ready",
+                status="True",
+                reason="KubeletReady",
+                message="fake node, no kubelet",
+                last_heartbeat_time=now,
+                last_transition_time=now,
+            )
+        ],
+    )
+
+
+def register_node(cluster: Cluster, name: str, startup_taint: bool = False) -> None:
+    """Create a schedulable, Ready Node (idempotent), optionally with the startup taint."""
+    core = client.CoreV1Api(cluster.api_client())
+    body = client.V1Node(
+        metadata=client.V1ObjectMeta(name=name, labels={"kubernetes.io/hostname": name}),
+        spec=client.V1NodeSpec(taints=[STARTUP_TAINT] if startup_taint else None),
+    )
+    try:
+        core.create_node(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    # As a kubelet would: through the status subresource (a patch, so controllers that
+    # annotate the Node meanwhile cause no conflict).
+    status = cluster.api_client().sanitize_for_serialization(ready_status())
+    core.patch_node_status(name, {"status": status})
+
+
+def delete_node(cluster: Cluster, name: str) -> None:
+    core = client.CoreV1Api(cluster.api_client())
+    try:
+        core.delete_node(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
