@@ -31,11 +31,15 @@ def ready_status() -> client.V1NodeStatus:
     )
 
 
-def register_node(cluster: Cluster, name: str, startup_taint: bool = False) -> None:
+def register_node(
+    cluster: Cluster, name: str, startup_taint: bool = False, labels: dict[str, str] | None = None
+) -> None:
     """Create a schedulable, Ready Node (idempotent), optionally with the startup taint."""
     core = client.CoreV1Api(cluster.api_client())
     body = client.V1Node(
-        metadata=client.V1ObjectMeta(name=name, labels={"kubernetes.io/hostname": name}),
+        metadata=client.V1ObjectMeta(
+            name=name, labels={"kubernetes.io/hostname": name, **(labels or {})}
+        ),
         spec=client.V1NodeSpec(taints=[STARTUP_TAINT] if startup_taint else None),
     )
     try:
