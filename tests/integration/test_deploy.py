@@ -1,0 +1,501 @@
+"""deploy/ on the real control plane: it renders, applies to a cluster that has never seen
+seccomp-sync, its pods would be admitted, and the agent's ServiceAccount may do exactly what the
+agent does: a real agent runs with nothing but that account's token."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.pytest_plugin import Cluster
+from tests.integration.agents import AgentProcess, wait_for
+from tests.integration.conftest import apply_profile
+from tests.integration.nodes import delete_node, register_node
+
+pytestmark = pytest.mark.cluster
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = REPO_ROOT / "deploy"
+NAMESPACE = "seccomp-sync"
+ACCOUNT = "seccomp-sync-agent"
+AGENT_USER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
+CLUSTER_RBAC = ("clusterrolebinding/seccomp-sync-agent", "clusterrole/seccomp-sync-agent")
+HOST_DIR = "/var/lib/kubelet/seccomp/seccomp-sync"
+AGENT_UID = 65532
+STARTUP_TAINT = "seccompsync.io/agent-not-ready"
+
+DENY_MKDIR = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}],
+}
+TYPO = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [{"names": ["opne"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+}
+
+
+def remove_installation(cluster: Cluster) -> None:
+    """Everything the base creates except the CRDs, which other tests share."""
+    cluster.kubectl(
+        "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=120
+    )
+    cluster.kubectl("delete", *CLUSTER_RBAC, "--ignore-not-found")
+
+
+def render(cluster: Cluster, path: Path) -> list[dict[str, Any]]:
+    out = cluster.kubectl("kustomize", str(path)).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster) -> Iterator[list[dict[str, Any]]]:
+    """`kubectl apply -k deploy/` on a cluster without the namespace or RBAC; torn down after."""
+    remove_installation(cluster)
+    try:
+        rendered = render(cluster, DEPLOY)
+        cluster.kubectl("apply", "--validate=strict", "-k", str(DEPLOY), timeout=120)
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *(
+                f"crd/{doc['metadata']['name']}"
+                for doc in rendered
+                if doc["kind"] == "CustomResourceDefinition"
+            ),
+        )
+        yield rendered
+    finally:
+        remove_installation(cluster)
+
+
+def the(rendered: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    matches = [
+        d for d in rendered if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
+
+
+# --- what is rendered ------------------------------------------------------------------------
+
+
+def test_base_renders_the_crds_and_the_agent(installed: list[dict[str, Any]]) -> None:
+    kinds = sorted(d["kind"] for d in installed if d["kind"] != "CustomResourceDefinition")
+    assert kinds == sorted(
+        [
+            "Namespace",
+            "ResourceQuota",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "DaemonSet",
+            "Service",
+        ]
+    )
+    for doc in installed:
+        if doc["kind"] not in {
+            "Namespace",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+        }:
+            assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]["name"]
+
+
+def test_base_applies_every_crd_file(installed: list[dict[str, Any]]) -> None:
+    rendered = {d["metadata"]["name"] for d in installed if d["kind"] == "CustomResourceDefinition"}
+    on_disk = {
+        doc["metadata"]["name"]
+        for path in sorted((REPO_ROOT / "crds").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") == "CustomResourceDefinition"
+    }
+    assert rendered == on_disk, "list every crds/*.yaml file in crds/Kustomization"
+
+
+def test_daemonset_is_hardened_and_covers_every_node(installed: list[dict[str, Any]]) -> None:
+    daemonset = the(installed, "DaemonSet", "seccomp-sync-agent")
+    pod = daemonset["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["serviceAccountName"] == ACCOUNT
+    assert pod["automountServiceAccountToken"] is True
+    assert pod.get("hostNetwork", False) is False
+    assert pod.get("hostPID", False) is False
+    assert pod["terminationGracePeriodSeconds"] == 30
+    assert daemonset["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == "10%"
+
+    host_paths = [v for v in pod["volumes"] if "hostPath" in v]
+    assert [v["hostPath"] for v in host_paths] == [{"path": HOST_DIR, "type": "DirectoryOrCreate"}]
+    host_volume = host_paths[0]["name"]
+
+    (agent,) = pod["containers"]
+    assert agent["image"] == "ghcr.io/seccomp-sync/agent:0.1.0"
+    assert agent["imagePullPolicy"] == "IfNotPresent"
+    assert agent["args"] == [
+        "run",
+        "--root",
+        "/var/lib/kubelet/seccomp",
+        "--http-port",
+        "8080",
+        "--remove-startup-taint",
+    ]
+    context = agent["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert context["runAsUser"] == AGENT_UID
+    assert context["runAsGroup"] == AGENT_UID
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    mounts = {m["name"]: m for m in agent["volumeMounts"]}
+    assert mounts[host_volume]["mountPath"] == HOST_DIR
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == mounts["tmp"]["name"])
+    assert mounts["tmp"]["mountPath"] == "/tmp"
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["SECCOMP_SYNC_LOG_FORMAT"]["value"] == "json"
+    port = {p["name"]: p["containerPort"] for p in agent["ports"]}
+    assert port == {"metrics": 8080}
+    assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert agent["resources"]["requests"] == {"cpu": "10m", "memory": "64Mi"}
+    assert agent["resources"]["limits"] == {"memory": "256Mi"}
+
+    # Root only to chown the one directory, with CAP_CHOWN and nothing else.
+    (init,) = pod["initContainers"]
+    assert init["image"] == agent["image"]
+    assert init["command"] == ["chown", f"{AGENT_UID}:{AGENT_UID}", HOST_DIR]
+    init_context = init["securityContext"]
+    assert init_context["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert init_context["readOnlyRootFilesystem"] is True
+    assert init_context["allowPrivilegeEscalation"] is False
+    assert init_context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert [m["mountPath"] for m in init["volumeMounts"]] == [HOST_DIR]
+    for container in [agent, init]:
+        assert not container["securityContext"].get("privileged", False)
+
+
+def test_metrics_service_selects_the_agent_pods(installed: list[dict[str, Any]]) -> None:
+    service = the(installed, "Service", "seccomp-sync-agent")
+    template = the(installed, "DaemonSet")["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+
+
+def test_prometheus_overlay_adds_monitoring_that_finds_the_agents(
+    installed: list[dict[str, Any]], cluster: Cluster
+) -> None:
+    overlay = render(cluster, DEPLOY / "prometheus")
+    base_names = {(d["kind"], d["metadata"]["name"]) for d in installed}
+    extra = [d for d in overlay if (d["kind"], d["metadata"]["name"]) not in base_names]
+    assert sorted(d["kind"] for d in extra) == ["PrometheusRule", "ServiceMonitor"]
+    monitor = the(overlay, "ServiceMonitor")
+    service = the(installed, "Service")
+    assert monitor["metadata"]["namespace"] == NAMESPACE
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["honorLabels"] is True
+    relabeled = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+    assert relabeled["node"] == ["__meta_kubernetes_pod_node_name"]
+    # The alert rules select `up{job="seccomp-sync-agent"}`: the operator names the job after
+    # the Service.
+    assert service["metadata"]["name"] == "seccomp-sync-agent"
+    assert "jobLabel" not in monitor["spec"]
+
+
+# --- what the API server makes of it ---------------------------------------------------------
+
+
+def test_server_accepts_every_object_again_in_a_dry_run(
+    installed: list[dict[str, Any]], cluster: Cluster
+) -> None:
+    result = cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-k", str(DEPLOY))
+    assert "(server dry run)" in result.stdout
+
+
+def test_daemonset_is_stored_as_written(installed: list[dict[str, Any]], cluster: Cluster) -> None:
+    stored = json.loads(
+        cluster.kubectl(
+            "get", "daemonset", "seccomp-sync-agent", "-n", NAMESPACE, "-o", "json"
+        ).stdout
+    )
+    written = the(installed, "DaemonSet")
+    stored_pod = stored["spec"]["template"]["spec"]
+    written_pod = written["spec"]["template"]["spec"]
+    for key in ["tolerations", "priorityClassName", "serviceAccountName", "nodeSelector"]:
+        assert stored_pod[key] == written_pod[key], key
+    assert (
+        stored_pod["containers"][0]["securityContext"]
+        == written_pod["containers"][0]["securityContext"]
+    )
+    assert stored_pod["volumes"][0]["hostPath"] == written_pod["volumes"][0]["hostPath"]
+
+
+def test_the_daemonsets_pod_would_be_admitted(
+    installed: list[dict[str, Any]], cluster: Cluster
+) -> None:
+    """The pod the DaemonSet controller would create passes admission: Pod Security of the
+    namespace, the priority class and its quota, and pod validation."""
+    template = the(installed, "DaemonSet")["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "seccomp-sync-agent-dry-run",
+            "namespace": NAMESPACE,
+            "labels": template["metadata"]["labels"],
+        },
+        "spec": template["spec"],
+    }
+    result = cluster.kubectl(
+        "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pod)
+    )
+    admitted = json.loads(result.stdout)
+    assert admitted["spec"]["priority"] == 2000001000  # system-node-critical
+    assert "Warning" not in result.stderr, result.stderr
+
+
+# --- RBAC, for real --------------------------------------------------------------------------
+
+# (verb, resource, namespace or None, subresource or None)
+ALLOWED = [
+    ("get", "seccompprofiles.seccompsync.io", "team-a", None),
+    ("list", "seccompprofiles.seccompsync.io", None, None),
+    ("watch", "seccompprofiles.seccompsync.io", None, None),
+    ("get", "seccompprofiles.seccompsync.io", "team-a", "status"),
+    ("patch", "seccompprofiles.seccompsync.io", "team-a", "status"),
+    ("update", "seccompprofiles.seccompsync.io", "team-a", "status"),
+    *(
+        (verb, "seccompnodestatuses.seccompsync.io", None, None)
+        for verb in ["get", "list", "watch", "create", "patch", "update"]
+    ),
+    *(
+        (verb, "customresourcedefinitions.apiextensions.k8s.io", None, None)
+        for verb in ["get", "list", "watch"]
+    ),
+    ("create", "events", "team-a", None),
+    ("patch", "events", "team-a", None),
+    ("create", "events.events.k8s.io", "team-a", None),
+    ("patch", "events.events.k8s.io", "team-a", None),
+    *((verb, "nodes", None, None) for verb in ["get", "list", "watch", "patch"]),
+    *((verb, "pods", None, None) for verb in ["get", "list", "watch"]),
+    *(
+        (verb, "leases.coordination.k8s.io", NAMESPACE, None)
+        for verb in ["get", "create", "update"]
+    ),
+]
+DENIED = [
+    ("get", "secrets", NAMESPACE, None),
+    ("list", "secrets", None, None),
+    ("create", "pods", "team-a", "exec"),
+    ("create", "pods", "team-a", None),
+    ("delete", "pods", "team-a", None),
+    ("create", "seccompprofiles.seccompsync.io", "team-a", None),
+    ("update", "seccompprofiles.seccompsync.io", "team-a", None),
+    ("patch", "seccompprofiles.seccompsync.io", "team-a", None),
+    ("delete", "seccompprofiles.seccompsync.io", "team-a", None),
+    ("delete", "seccompnodestatuses.seccompsync.io", None, None),
+    ("delete", "nodes", None, None),
+    ("update", "nodes", None, None),
+    ("patch", "nodes", None, "status"),
+    ("create", "configmaps", NAMESPACE, None),
+    ("update", "configmaps", NAMESPACE, None),
+    ("get", "configmaps", NAMESPACE, None),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io", None, None),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io", None, None),
+    ("get", "leases.coordination.k8s.io", "kube-system", None),
+    ("delete", "leases.coordination.k8s.io", NAMESPACE, None),
+    ("create", "serviceaccounts", NAMESPACE, "token"),
+    ("impersonate", "serviceaccounts", None, None),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io", None, None),
+]
+
+
+def can_i(
+    cluster: Cluster, verb: str, resource: str, namespace: str | None, subresource: str | None
+) -> str:
+    args = ["auth", "can-i", f"--as={AGENT_USER}", verb, resource]
+    args += ["-n", namespace] if namespace else ["--all-namespaces"]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    result = cluster.kubectl(*args, check=False)
+    answer = result.stdout.strip()
+    assert answer in {"yes", "no"}, f"kubectl {' '.join(args)}: {result.stdout}{result.stderr}"
+    return answer
+
+
+def describe(grant: tuple[str, str, str | None, str | None]) -> str:
+    verb, resource, namespace, subresource = grant
+    return f"{verb} {resource}{'/' + subresource if subresource else ''} in {namespace or 'all'}"
+
+
+@pytest.mark.parametrize("grant", ALLOWED, ids=describe)
+def test_agent_account_may(
+    installed: list[dict[str, Any]],
+    cluster: Cluster,
+    grant: tuple[str, str, str | None, str | None],
+) -> None:
+    assert can_i(cluster, *grant) == "yes"
+
+
+@pytest.mark.parametrize("grant", DENIED, ids=describe)
+def test_agent_account_may_not(
+    installed: list[dict[str, Any]],
+    cluster: Cluster,
+    grant: tuple[str, str, str | None, str | None],
+) -> None:
+    assert can_i(cluster, *grant) == "no"
+
+
+def test_agent_account_has_no_other_rules(installed: list[dict[str, Any]]) -> None:
+    """Every rule is one the lists above check: a new grant needs a new line there."""
+    checked = {
+        (verb, resource.split(".", 1)[0] + (f"/{sub}" if sub else ""))
+        for verb, resource, _, sub in ALLOWED
+    }
+    for kind in ["ClusterRole", "Role"]:
+        for rule in the(installed, kind)["rules"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    assert (verb, resource) in checked, f"{kind} grants {verb} {resource}"
+
+
+def wait_showing_log(agent: AgentProcess, probe: Callable[[], bool], what: str) -> None:
+    try:
+        wait_for(probe, timeout=30, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nagent log:\n{agent.log_tail()}") from None
+
+
+def account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    """A kubeconfig that authenticates as the agent's ServiceAccount, like the pod would."""
+    token = cluster.kubectl(
+        "create", "token", ACCOUNT, "-n", NAMESPACE, "--duration=1h"
+    ).stdout.strip()
+    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    server = admin["clusters"][0]["cluster"]
+    ca = (
+        server.get("certificate-authority-data")
+        or base64.b64encode(Path(server["certificate-authority"]).read_bytes()).decode()
+    )
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "test",
+                        "cluster": {"server": server["server"], "certificate-authority-data": ca},
+                    }
+                ],
+                "users": [{"name": ACCOUNT, "user": {"token": token}}],
+                "contexts": [{"name": ACCOUNT, "context": {"cluster": "test", "user": ACCOUNT}}],
+                "current-context": ACCOUNT,
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def as_agent(
+    installed: list[dict[str, Any]],
+    cluster: Cluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Cluster:
+    """The cluster as the agent's ServiceAccount sees it, with the pod's environment."""
+    monkeypatch.setenv("POD_NAMESPACE", NAMESPACE)  # the DaemonSet's fieldRef; names the Lease's
+    kubeconfig = account_kubeconfig(cluster, tmp_path / "agent.kubeconfig")
+    return Cluster(cluster.state_dir, kubeconfig, cluster.kubectl_path)
+
+
+@contextmanager
+def agent_with_account(
+    cluster: Cluster, as_agent: Cluster, tmp_path: Path, *extra: str, startup_taint: bool = False
+) -> Iterator[AgentProcess]:
+    """A ready agent that talks to the API only with the ServiceAccount's token, for a fake Node
+    (registered as cluster-admin, as a kubelet would register itself)."""
+    node = f"deploy-test-{uuid.uuid4().hex[:8]}"
+    # The fake Node has no kubernetes.io/os label: the installed DaemonSet places no pod on it,
+    # which no kubelet would ever run or delete.
+    register_node(cluster, node, startup_taint=startup_taint)
+    agent = AgentProcess(as_agent, node, tmp_path / "root", tmp_path / "agent.log", *extra)
+    try:
+        agent.start().wait_ready()
+        yield agent
+    finally:
+        agent.stop()
+        delete_node(cluster, node)
+
+
+def test_agent_runs_with_only_its_accounts_permissions(
+    as_agent: Cluster, cluster: Cluster, tmp_path: Path
+) -> None:
+    """A real agent, watching every namespace as the DaemonSet's does, with the ServiceAccount's
+    token: it syncs, writes a profile, posts the Event for an invalid one, and never hears
+    "forbidden"."""
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        with agent_with_account(cluster, as_agent, tmp_path) as agent:
+            apply_profile(cluster, namespace, "web", DENY_MKDIR)
+            apply_profile(cluster, namespace, "typo", TYPO)
+            path = agent.profile_path(namespace, "web")
+            wait_showing_log(agent, path.exists, f"{path} written by the agent")
+
+            def invalid_event() -> bool:
+                events = json.loads(
+                    cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+                )["items"]
+                return any(
+                    e["reason"] == "InvalidProfile" and e["involvedObject"]["name"] == "typo"
+                    for e in events
+                )
+
+            wait_showing_log(agent, invalid_event, "InvalidProfile event")
+            refused = [
+                line
+                for line in agent.log_lines()
+                if line.get("status") == 403 or "forbidden" in json.dumps(line).lower()
+            ]
+            assert refused == [], refused
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_agent_removes_its_startup_taint_with_its_accounts_permissions(
+    as_agent: Cluster, cluster: Cluster, tmp_path: Path
+) -> None:
+    """`--remove-startup-taint` (the DaemonSet passes it) works with the ServiceAccount: the
+    node's seccompsync.io/agent-not-ready taint is gone after the initial sync."""
+    with agent_with_account(
+        cluster, as_agent, tmp_path, "--remove-startup-taint", startup_taint=True
+    ) as agent:
+
+        def untainted() -> bool:
+            node = json.loads(cluster.kubectl("get", "node", agent.node, "-o", "json").stdout)
+            return all(t["key"] != STARTUP_TAINT for t in node["spec"].get("taints", []))
+
+        wait_showing_log(agent, untainted, f"{STARTUP_TAINT} removed from {agent.node}")
