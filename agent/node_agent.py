@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 RELIST_DEBOUNCE_SECONDS = 1.0
 RELIST_WHILE_WAITING_SECONDS = 5.0
-STATE_REFRESH_SECONDS = 0.1
+STATE_REFRESH_SECONDS = 0.25
 
 
 class EventSink(Protocol):
@@ -282,8 +282,11 @@ class NodeAgent:
     def _refresh_state(self) -> None:
         self._refresh = None
         self.metrics.set_profile_counts(dict(self.catalog.count_by_state()))
-        for callback in self.on_state_change:
-            callback()
+        # Until the initial sync is done the node reports only that it is not synced yet:
+        # publishing thousands of intermediate states would cost writes and tell nobody more.
+        if self.synced:
+            for callback in self.on_state_change:
+                callback()
 
 
 def plain(value: Any) -> Any:

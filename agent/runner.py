@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import kopf
+from kopf._core.engines.peering import Identity  # not re-exported; a NewType of str
 from kubernetes import client
 
 from agent.catalog import ProfileCatalog
@@ -95,6 +96,9 @@ async def serve(settings: Settings) -> None:
             # stopping at any point (even SIGKILL) leaves only complete files behind.
             await kopf.operator(
                 registry=build_registry(agent, kopf_connection(configuration)),
+                # kopf would derive an identity from getpass.getuser(), which fails for a UID
+                # with no passwd entry (any runAsUser in a minimal image).
+                identity=Identity(f"seccomp-sync-agent@{settings.node_name}"),
                 standalone=True,
                 clusterwide=settings.watches_all_namespaces,
                 namespaces=settings.namespaces,

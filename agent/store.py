@@ -23,6 +23,7 @@ opens its own descriptor.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
 import errno
 import fcntl
@@ -30,7 +31,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,46 @@ class ProfileStore:
                 return WriteOutcome.UNCHANGED
             _replace(ns_fd, path, content)
         return WriteOutcome.WRITTEN
+
+    def write_many(
+        self, items: Sequence[tuple[str, str, bytes]]
+    ) -> list[WriteOutcome | StoreError]:
+        """`write` for many profiles at once, each atomic, all durable with two filesystem
+        syncs instead of two fsyncs per file (a cold start writes thousands).
+
+        Every temp file's bytes are on disk before any rename (first sync), and the renames
+        before this returns (second sync). Results are in the order of `items`; one profile's
+        failure does not stop the others.
+        """
+        results: list[WriteOutcome | StoreError] = [WriteOutcome.UNCHANGED] * len(items)
+        staged: list[tuple[int, int, str, Path]] = []
+        with contextlib.ExitStack() as stack:
+            managed_fd = self._ensure_managed_dir(stack, lock=fcntl.LOCK_SH)
+            dir_fds: dict[str, int] = {}
+            for index, (namespace, name, content) in enumerate(items):
+                try:
+                    path = self.profile_path(namespace, name)
+                    if namespace not in dir_fds:
+                        dir_fds[namespace] = _ensure_dir(managed_fd, namespace, path.parent)
+                        stack.callback(os.close, dir_fds[namespace])
+                    dir_fd = dir_fds[namespace]
+                    if not _holds_bytes(dir_fd, path, content):
+                        staged.append((index, dir_fd, _stage(dir_fd, path, content), path))
+                except StoreError as exc:
+                    results[index] = exc
+            if not staged:
+                return results
+            _sync_filesystem(managed_fd, self.managed_dir)
+            for index, dir_fd, temp, path in staged:
+                try:
+                    os.rename(temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                    results[index] = WriteOutcome.WRITTEN
+                except OSError as exc:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temp, dir_fd=dir_fd)
+                    results[index] = _io_error(path, "write", exc)
+            _sync_filesystem(managed_fd, self.managed_dir)
+        return results
 
     def read(self, namespace: str, name: str) -> bytes | None:
         """The profile's bytes, or None if it does not exist."""
@@ -544,6 +585,30 @@ def _write_all(fd: int, content: bytes) -> None:
     view = memoryview(content)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _stage(dir_fd: int, path: Path, content: bytes) -> str:
+    """A complete temp file next to `path` (not yet synced); returns its name."""
+    temp, fd = _create_temp(dir_fd, path)
+    try:
+        with _closing(fd):
+            os.fchmod(fd, FILE_MODE)
+            _write_all(fd, content)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise _io_error(path, "write", exc) from exc
+    return temp
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _sync_filesystem(fd: int, path: Path) -> None:
+    """syncfs(2): write back everything on the filesystem holding `fd`, in one journal commit."""
+    if _LIBC.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise _io_error(path, "sync", OSError(err, os.strerror(err)))
 
 
 def _replace(dir_fd: int, path: Path, content: bytes) -> None:

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 PLURAL = "seccompnodestatuses"
 KIND = "SeccompNodeStatus"
-DEBOUNCE_SECONDS = 0.3
+DEBOUNCE_SECONDS = 0.5
 RETRY_SECONDS = 2.0
 
 

@@ -509,3 +509,29 @@ def test_concurrent_writes_removes_and_gc_do_not_trip_over_each_other(
     assert errors == []
     assert store.list_managed() == frozenset()
     assert not (store.managed_dir / "shared").exists()
+
+
+def test_write_many_is_per_item_atomic_and_isolates_failures(tmp_path: Path) -> None:
+    store = ProfileStore(tmp_path)
+    store.write("a", "same", b"same\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "seccomp-sync" / "evil").symlink_to(outside)
+    results = store.write_many(
+        [
+            ("a", "one", b"1\n"),
+            ("a", "same", b"same\n"),
+            ("evil", "x", b"x\n"),
+            ("b", "two", b"2\n"),
+        ]
+    )
+    assert results[0] is WriteOutcome.WRITTEN
+    assert results[1] is WriteOutcome.UNCHANGED
+    assert isinstance(results[2], UnsafePathError)
+    assert results[3] is WriteOutcome.WRITTEN
+    assert store.read("a", "one") == b"1\n"
+    assert store.read("b", "two") == b"2\n"
+    assert list(outside.iterdir()) == []
+    assert stat.S_IMODE((tmp_path / "seccomp-sync" / "b" / "two.json").stat().st_mode) == 0o644
+    leftovers = [p for p in (tmp_path / "seccomp-sync").rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
