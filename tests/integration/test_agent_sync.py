@@ -14,17 +14,9 @@ from agent.store import temp_file_name
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, running_agent, wait_for
 from tests.integration.conftest import apply_profile, delete_profile, replace_profile
+from tests.integration.profiles import DENY_MKDIR, DENY_PTRACE
 
 pytestmark = pytest.mark.cluster
-
-DENY_MKDIR = {
-    "defaultAction": "SCMP_ACT_ALLOW",
-    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}],
-}
-DENY_PTRACE = {
-    "defaultAction": "SCMP_ACT_ALLOW",
-    "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
-}
 
 
 def rendered(spec: dict[str, object]) -> bytes:

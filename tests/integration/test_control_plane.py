@@ -15,6 +15,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.integration.nodes import ready_status
+
 if TYPE_CHECKING:
     # Only for annotations: the fixture comes from the plugin, so this module
     # does not need the repo root on sys.path.
@@ -72,25 +74,6 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     core.delete_namespace(name)
 
 
-def ready_node_status() -> client.V1NodeStatus:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    resources = {"cpu": "4", "memory": "8Gi", "pods": "110"}
-    return client.V1NodeStatus(
-        capacity=resources,
-        allocatable=resources,
-        conditions=[
-            client.V1NodeCondition(
-                type="Ready",
-                status="True",
-                reason="KubeletReady",
-                message="fake node, no kubelet",
-                last_heartbeat_time=now,
-                last_transition_time=now,
-            )
-        ],
-    )
-
-
 @pytest.fixture
 def ready_node(core: client.CoreV1Api) -> Iterator[str]:
     """A fake, schedulable Node reporting Ready, with no kubelet behind it."""
@@ -98,13 +81,13 @@ def ready_node(core: client.CoreV1Api) -> Iterator[str]:
     core.create_node(
         client.V1Node(
             metadata=client.V1ObjectMeta(name=name, labels={"kubernetes.io/hostname": name}),
-            status=ready_node_status(),
+            status=ready_status(),
         )
     )
     # Set the status explicitly through the status subresource, as a kubelet
     # would, rather than rely on create keeping it. A patch, not a
     # read-modify-replace: controllers (ttl) update new Nodes concurrently.
-    status = core.api_client.sanitize_for_serialization(ready_node_status())
+    status = core.api_client.sanitize_for_serialization(ready_status())
     core.patch_node_status(name, {"status": status})
     yield name
     core.delete_node(name)

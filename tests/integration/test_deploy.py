@@ -19,6 +19,7 @@ from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, wait_for
 from tests.integration.conftest import apply_profile
 from tests.integration.nodes import delete_node, register_node
+from tests.integration.profiles import DENY_MKDIR
 
 pytestmark = pytest.mark.cluster
 
@@ -32,10 +33,6 @@ HOST_DIR = "/var/lib/kubelet/seccomp/seccomp-sync"
 AGENT_UID = 65532
 STARTUP_TAINT = "seccompsync.io/agent-not-ready"
 
-DENY_MKDIR = {
-    "defaultAction": "SCMP_ACT_ALLOW",
-    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}],
-}
 TYPO = {
     "defaultAction": "SCMP_ACT_ALLOW",
     "syscalls": [{"names": ["opne"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],

@@ -22,6 +22,7 @@ import yaml
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, free_port, running_agent, wait_for
 from tests.integration.conftest import apply_profile
+from tests.integration.profiles import DENY_MKDIR, DENY_PTRACE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "seccomp-sync.json"
@@ -30,14 +31,6 @@ JOB = "seccomp-sync-agent"  # the job name the alert rules and the dashboard sel
 # Series Prometheus makes itself for every target, not the agent.
 SCRAPE_SERIES = {"up"}
 
-DENY_MKDIR = {
-    "defaultAction": "SCMP_ACT_ALLOW",
-    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}],
-}
-DENY_PTRACE = {
-    "defaultAction": "SCMP_ACT_ALLOW",
-    "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
-}
 TYPO = {
     "defaultAction": "SCMP_ACT_ALLOW",
     "syscalls": [{"names": ["opne"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
