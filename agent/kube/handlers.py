@@ -25,6 +25,11 @@ def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.Op
         settings.posting.enabled = False  # our own Events only, written for people
         settings.peering.standalone = True
         settings.peering.mandatory = False
+        # Bounded concurrency: a cold start lists thousands of objects at once, and one worker
+        # per object (each holding its body) is what would make memory grow with the cluster.
+        # Workers leave soon after their last event, so a bounded pool still moves quickly.
+        settings.queueing.worker_limit = 128
+        settings.queueing.idle_timeout = 0.05
         settings.watching.connect_timeout = 10
         settings.networking.request_timeout = 30
         # Only this node's pods: the agent's memory and watch traffic must not grow with the
