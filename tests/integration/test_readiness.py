@@ -99,11 +99,13 @@ def test_invalid_profile_is_not_ready_and_says_where_and_why(
             )
         apply_profile(crd, namespace, "bad", typo)
 
-        def invalid() -> dict[str, Any] | None:
+        def invalid_on_every_node() -> dict[str, Any] | None:
             status = status_of(crd, namespace, "bad")
-            return status if status.get("state") == "Invalid" else None
+            reasons = [f["reason"] for f in status.get("failingNodes", [])]
+            everywhere = len(reasons) == len(nodes) and set(reasons) == {"UnknownSyscall"}
+            return status if status.get("state") == "Invalid" and everywhere else None
 
-        status = wait_for(invalid, timeout=30, what="Invalid status")
+        status = wait_for(invalid_on_every_node, timeout=30, what="Invalid on both nodes")
         (condition,) = status["conditions"]
         assert condition["status"] == "False"
         assert condition["reason"] == "Invalid"
