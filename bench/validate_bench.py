@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from agent.validation.compiler import ArchCompileResult, Compiler
+from agent.validation.findings import ValidationReport
 from agent.validation.syscall_names import libseccomp_knows, names_on
+from agent.validation.validate import validate_spec
 from bench._docker_profile import moby_default_oci
 
 X86_64: Final = "SCMP_ARCH_X86_64"
@@ -90,8 +92,15 @@ def _profile(rng: random.Random, pool: Sequence[str], index: int) -> dict[str, A
     )
     for name in rng.sample(ARG_SYSCALLS[1:], rng.randint(0, len(ARG_SYSCALLS) - 1)):
         values = rng.sample(range(1, 64), rng.randint(1, 4))
-        args = [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"} for v in values]
-        rules.append({"names": [name], "action": "SCMP_ACT_ALLOW", "args": args})
+        # One rule per alternative value (ORed), as seccomp-sync asks profiles to write it.
+        rules += [
+            {
+                "names": [name],
+                "action": "SCMP_ACT_ALLOW",
+                "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}],
+            }
+            for v in values
+        ]
     return {**default, "syscalls": rules}
 
 
@@ -116,7 +125,35 @@ def benchmarks(
             len(profiles),
             lambda i: compiled(compiler.compile(profiles[i], [X86_64])),
         ),
+        # The whole of what the agent does per profile: schema, rules, names, compile.
+        Benchmark(
+            "validate Docker default (all checks + compile), x86_64",
+            runs,
+            lambda _: validated(docker, [X86_64], compiler),
+        ),
+        Benchmark(
+            "validate Docker default (all checks + compile), x86_64+x86+x32",
+            runs,
+            lambda _: validated(docker, X86_64_X86_X32, compiler),
+        ),
+        Benchmark(
+            f"validate {len(profiles)} distinct profiles, x86_64",
+            len(profiles),
+            lambda i: validated(profiles[i], [X86_64], compiler),
+        ),
     ]
+
+
+def validated(
+    profile: Mapping[str, Any], architectures: Sequence[str], compiler: Compiler
+) -> ValidationReport:
+    """Full validation; a profile with errors would skip the compile and time the wrong thing."""
+    report = validate_spec(
+        profile, default_architectures=architectures, compile_profile=compiler.compile
+    )
+    if report.errors:
+        raise RuntimeError("; ".join(f.render() for f in report.errors[:3]))
+    return report
 
 
 def measure(benchmark: Benchmark) -> Row:

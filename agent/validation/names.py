@@ -23,12 +23,13 @@ def syscall_name_findings(
     syscall that this libseccomp predates, or that the target architectures lack, is skipped the
     same way, but the profile still means what it says on newer nodes: a warning.
     """
+    on_targets = frozenset().union(*(names_on(arch) for arch in architectures))
     for rule_index, rule in enumerate(profile.syscalls or []):
         for name_index, name in enumerate(rule.names):
             field = f"{prefix}syscalls[{rule_index}].names[{name_index}]"
             if name not in ALL_SYSCALL_NAMES:
                 yield error(field, "UnknownSyscall", _unknown_message(name))
-            elif not any(name in names_on(arch) for arch in architectures):
+            elif name not in on_targets:
                 yield warning(
                     field,
                     "SyscallNotOnArchitecture",
