@@ -23,7 +23,9 @@ MAX_RULES: Final = 512
 MAX_NAMES_PER_RULE: Final = 1024
 MAX_SYSCALL_NAME_LENGTH: Final = 64
 MAX_ARGS: Final = 6
-MAX_ERRNO: Final = 4095
+# The kernel caps errno at 4095 (MAX_ERRNO), but libseccomp refuses an ERRNO action whose value
+# is not below it: 4095 itself fails every container with EINVAL, so the usable range is 0..4094.
+MAX_ERRNO: Final = 4094
 MAX_ARCHITECTURES: Final = 24
 MAX_PATH_LENGTH: Final = 4096
 UINT64_MAX: Final = 2**64 - 1

@@ -171,6 +171,7 @@ class NodeAgent:
             "initial sync complete",
             extra={
                 "profiles": len(self.catalog.records),
+                "listed": len(listed),
                 "orphans_removed": len(result.removed_profiles),
                 "temp_files_removed": len(result.removed_temp_files),
                 "unexpected_entries": [str(p) for p in result.unexpected],

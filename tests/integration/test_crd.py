@@ -397,13 +397,13 @@ INVALID: list[tuple[str, str, dict[str, Any], list[str]]] = [
         "errno 4096",
         "web",
         _spec(_rule(action="SCMP_ACT_ERRNO", errnoRet=MAX_ERRNO + 1)),
-        ["spec.syscalls[0].errnoRet: Invalid value: 4096", "less than or equal to 4095"],
+        ["spec.syscalls[0].errnoRet: Invalid value: 4095", "less than or equal to 4094"],
     ),
     (
         "default errno 4096",
         "web",
         _spec(defaultErrnoRet=MAX_ERRNO + 1),
-        ["spec.defaultErrnoRet: Invalid value: 4096", "less than or equal to 4095"],
+        ["spec.defaultErrnoRet: Invalid value: 4095", "less than or equal to 4094"],
     ),
     (
         "empty names",

@@ -51,7 +51,7 @@ def test_empty_profile_is_an_error_because_runtimes_read_it_as_unconfined() -> N
             "NotAllowed",
         ),
         (
-            {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 4096},
+            {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 4095},
             "spec.defaultErrnoRet",
             "Schema",
         ),
