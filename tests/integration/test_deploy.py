@@ -169,8 +169,13 @@ def test_daemonset_is_hardened_and_covers_every_node(installed: list[dict[str, A
     assert port == {"metrics": 8080}
     assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert agent["resources"]["requests"] == {"cpu": "10m", "memory": "64Mi"}
-    assert agent["resources"]["limits"] == {"memory": "256Mi"}
+    # Sized from the benchmark: idle agent + compile worker ~110 MB, 10,000-profile cold start
+    # peak ~195 MB + worker. No CPU limit (throttling would delay writes in a burst).
+    resources = agent["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert mebibytes(resources["requests"]["memory"]) >= 128
+    assert set(resources["limits"]) == {"memory"}
+    assert mebibytes(resources["limits"]["memory"]) >= 256
 
     # Root only to chown the one directory, with CAP_CHOWN and nothing else.
     (init,) = pod["initContainers"]
@@ -496,3 +501,8 @@ def test_agent_removes_its_startup_taint_with_its_accounts_permissions(
             return all(t["key"] != STARTUP_TAINT for t in node["spec"].get("taints", []))
 
         wait_showing_log(agent, untainted, f"{STARTUP_TAINT} removed from {agent.node}")
+
+
+def mebibytes(quantity: str) -> int:
+    units = {"Mi": 1, "Gi": 1024}
+    return int(quantity[:-2]) * units[quantity[-2:]]
