@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.tools import require_tool
+
 pytestmark = pytest.mark.prometheus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -25,14 +27,7 @@ SEVERITIES = {"warning", "critical"}
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool not found on PATH: run scripts/install-system-deps (it installs Debian's "
-            "`prometheus` package, which provides /usr/bin/promtool)",
-            pytrace=False,
-        )
-    return path
+    return require_tool("promtool", "prometheus")
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -23,6 +22,7 @@ from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, free_port, running_agent, wait_for
 from tests.integration.conftest import apply_profile
 from tests.integration.profiles import DENY_MKDIR, DENY_PTRACE
+from tests.integration.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "seccomp-sync.json"
@@ -180,14 +180,7 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        pytest.fail(
-            "prometheus not found on PATH: run scripts/install-system-deps (it installs Debian's "
-            "`prometheus` package, which provides /usr/bin/prometheus)",
-            pytrace=False,
-        )
-    return path
+    return require_tool("prometheus", "prometheus")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import running_agent, wait_for
 from tests.integration.conftest import apply_profile
+from tests.integration.tools import require_tool
 
 pytestmark = [pytest.mark.cluster, pytest.mark.runc]
 
@@ -39,9 +40,7 @@ DENY_MKDIR_EACCES = {
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runc = shutil.which("runc")
-    if runc is None:
-        pytest.fail("runc is not installed: run scripts/install-system-deps (Debian package runc)")
+    runc = require_tool("runc", "runc")
     bundle = tmp_path_factory.mktemp("bundle")
     rootfs = bundle / "rootfs"
     (rootfs / "tmp").mkdir(parents=True)
