@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 from kopf._core.engines.peering import Identity  # not re-exported; a NewType of str
 from kubernetes import client
+from kubernetes.config.config_exception import ConfigException
 
 from agent.catalog import ProfileCatalog
 from agent.drift import DriftWatcher
@@ -28,7 +29,7 @@ from agent.logs import configure_logging
 from agent.metrics import Metrics
 from agent.node_agent import NodeAgent
 from agent.settings import Settings, SettingsError, build_settings
-from agent.store import ProfileStore
+from agent.store import ProfileStore, StoreError
 from agent.validation.compiler import Compiler
 from agent.validation.syscall_names import native_architecture
 
@@ -45,7 +46,17 @@ def run_agent(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     quiet_kopf_loggers()
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except StoreError as exc:
+        # The root is missing or unsafe: nothing sensible can run. Say so once, plainly.
+        log.error(
+            "cannot use the seccomp root", extra={"root": str(settings.root), "error": str(exc)}
+        )
+        return 1
+    except ConfigException as exc:
+        log.error("cannot load Kubernetes credentials", extra={"error": str(exc)})
+        return 1
     return 0
 
 
