@@ -16,8 +16,7 @@ from kubernetes import client, config
 
 from agent.model import API_GROUP, API_VERSION, PLURAL
 from tests.cluster.pytest_plugin import Cluster
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.integration.crds import install_crds
 
 
 @contextlib.contextmanager
@@ -38,15 +37,7 @@ def control_plane(state_dir: Path | None) -> Iterator[Cluster]:
 
 
 def _with_crds(cluster: Cluster) -> Cluster:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/seccompprofiles.seccompsync.io",
-        "crd/seccompnodestatuses.seccompsync.io",
-    )
-    return cluster
+    return install_crds(cluster)
 
 
 def api(cluster: Cluster) -> client.ApiClient:

@@ -5,27 +5,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cluster.pytest_plugin import Cluster
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.crds import install_crds
 
 
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> Cluster:
     """The control plane with our CRDs applied and Established."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/seccompprofiles.seccompsync.io",
-    )
-    return cluster
+    return install_crds(cluster)
 
 
 @pytest.fixture
