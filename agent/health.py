@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
-def build_app(registry: CollectorRegistry, is_ready: Callable[[], str | None]) -> web.Application:
-    """`is_ready` returns None when ready, else the reason it is not (shown in the body)."""
+def build_app(
+    registry: CollectorRegistry,
+    is_ready: Callable[[], str | None],
+    problems: Callable[[], Mapping[str, str]] = dict,
+) -> web.Application:
+    """`is_ready` returns None when ready, else the reason it is not (shown in the body);
+    `problems` names the parts that are broken or stuck (liveness fails while it is not empty)."""
 
     async def healthz(_: web.Request) -> web.Response:
-        # Answering at all proves the event loop is alive; that is what liveness is for.
-        return web.Response(text="ok\n")
+        # Answering at all proves the event loop is alive; the supervisor's view adds whether
+        # every part of the agent is still doing its job.
+        found = problems()
+        if not found:
+            return web.Response(text="ok\n")
+        lines = "".join(f"{name}: {reason}\n" for name, reason in sorted(found.items()))
+        return web.Response(status=503, text=f"unhealthy\n{lines}")
 
     async def readyz(_: web.Request) -> web.Response:
         reason = is_ready()

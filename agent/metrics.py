@@ -107,6 +107,12 @@ class Metrics:
             profile_labels,
             registry=r,
         )
+        self.component_failures = Counter(
+            f"{PREFIX}_component_failures_total",
+            "Unexpected failures of a long-lived part of the agent, each followed by a restart.",
+            ["component"],
+            registry=r,
+        )
         self.build_info = Gauge(
             f"{PREFIX}_build_info",
             "Build information; the value is always 1.",
