@@ -7,11 +7,12 @@ truth the syncer acts on. Pure data: no I/O, no Kubernetes, no asyncio.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+from agent.model import is_dns_label
 from agent.render import RenderedProfile
 from agent.validation.findings import Finding
 
@@ -22,6 +23,15 @@ class ProfileKey(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def is_valid(self) -> bool:
+        """Both parts are DNS-1123 labels, so the key can name a file on the host.
+
+        Checked at every boundary: names read from the host, and names from the API (an object
+        stored under an older, looser CRD can be called `a.b`).
+        """
+        return is_dns_label(self.namespace) and is_dns_label(self.name)
 
 
 class NodeState(StrEnum):
@@ -90,15 +100,22 @@ class ProfileCatalog:
     def mark_removed(self, key: ProfileKey) -> None:
         self.installed.pop(key, None)
 
-    def status_of(self, key: ProfileKey) -> NodeProfileStatus | None:
-        return node_status(self.records.get(key), self.installed.get(key))
+    def status_of(
+        self, key: ProfileKey, failure: WriteFailure | None = None
+    ) -> NodeProfileStatus | None:
+        return node_status(self.records.get(key), self.installed.get(key), failure)
 
-    def keys(self) -> set[ProfileKey]:
+    def known_keys(self) -> set[ProfileKey]:
         return set(self.records) | set(self.installed)
 
-    def statuses(self) -> Iterator[tuple[ProfileKey, NodeProfileStatus]]:
-        for key in sorted(self.keys()):
-            status = self.status_of(key)
+    def statuses(
+        self, failures: Mapping[ProfileKey, WriteFailure] | None = None
+    ) -> Iterator[tuple[ProfileKey, NodeProfileStatus]]:
+        """Every profile's state; `failures` (reason, message) explain profiles that cannot
+        be written right now."""
+        failures = failures or {}
+        for key in sorted(self.known_keys()):
+            status = self.status_of(key, failures.get(key))
             if status is not None:
                 yield key, status
 
@@ -106,12 +123,20 @@ class ProfileCatalog:
         return Counter(status.state for _, status in self.statuses())
 
 
+WriteFailure = tuple[str, str]
+"""(reason, message) of the last failed attempt to write or remove a profile's file."""
+
+
 def node_status(
-    record: ProfileRecord | None, installed_sha: str | None
+    record: ProfileRecord | None, installed_sha: str | None, failure: WriteFailure | None = None
 ) -> NodeProfileStatus | None:
     """Derive this node's state of one profile from what is wanted and what is on disk."""
     if record is None:
-        return None if installed_sha is None else NodeProfileStatus(NodeState.TERMINATING)
+        if installed_sha is None:
+            return None
+        if failure is not None:
+            return NodeProfileStatus(NodeState.TERMINATING, installed_sha, *failure)
+        return NodeProfileStatus(NodeState.TERMINATING)
     if record.errors:
         first = record.errors[0]
         return NodeProfileStatus(
@@ -122,6 +147,8 @@ def node_status(
         )
     if record.rendered is not None and installed_sha == record.rendered.sha256:
         return NodeProfileStatus(NodeState.INSTALLED, sha256=installed_sha)
+    if failure is not None:
+        return NodeProfileStatus(NodeState.PENDING, installed_sha, *failure)
     return NodeProfileStatus(NodeState.PENDING, sha256=installed_sha)
 
 

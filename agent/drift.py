@@ -1,12 +1,22 @@
-"""Watch the managed directory (inotify via watchdog) and report changes to managed files.
+"""Keep the managed directory present and watched, and report changes to managed files.
 
-The agent's own writes show up here too; the syncer compares bytes and does nothing for them.
-Anything else (a file deleted, edited or replaced on the host) is restored from memory.
+Changes arrive through inotify (watchdog). The agent's own writes show up too; the syncer compares
+bytes and does nothing for them. Anything else (a file deleted, edited or replaced on the host) is
+restored from memory.
+
+An inotify watch dies with its directory, so the directory itself is checked every second too:
+- removed (`rm -rf <root>/seccomp-sync` on the host) where the agent can create it again: it is
+  recreated, watched anew and every profile is rewritten;
+- removed where it cannot come back in-process: in the DaemonSet the directory *is* the bind
+  mount, and once deleted on the host the container keeps a directory with no links that the
+  runtime no longer reads. That is reported as a liveness problem, so the kubelet restarts the
+  container and mounts the directory again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,13 +26,22 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from agent.catalog import ProfileKey
-from agent.store import is_temp_file_name
+from agent.store import (
+    DirIdentity,
+    ManagedDirGoneError,
+    ProfileStore,
+    StoreError,
+    is_temp_file_name,
+)
 
 log = logging.getLogger(__name__)
 
+CHECK_SECONDS = 1.0
+
 
 def key_of(managed_dir: Path, path: str) -> ProfileKey | None:
-    """`<managed>/<ns>/<name>.json` -> its key; anything else (temp files, dirs) -> None."""
+    """`<managed>/<ns>/<name>.json` -> its key; anything else (temp files, dirs, names that
+    are not DNS labels, which no profile can have) -> None."""
     try:
         relative = Path(path).relative_to(managed_dir)
     except ValueError:
@@ -30,7 +49,8 @@ def key_of(managed_dir: Path, path: str) -> ProfileKey | None:
     parts = relative.parts
     if len(parts) != 2 or not parts[1].endswith(".json") or is_temp_file_name(parts[1]):
         return None
-    return ProfileKey(parts[0], parts[1].removesuffix(".json"))
+    key = ProfileKey(parts[0], parts[1].removesuffix(".json"))
+    return key if key.is_valid else None
 
 
 class _Forwarder(FileSystemEventHandler):
@@ -39,44 +59,137 @@ class _Forwarder(FileSystemEventHandler):
         managed_dir: Path,
         loop: asyncio.AbstractEventLoop,
         notify: Callable[[ProfileKey], None],
+        wake: asyncio.Event,
     ) -> None:
         self._managed_dir = managed_dir
         self._loop = loop
         self._notify = notify
+        self._wake = wake
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write", "closed"):
             return
-        paths = [event.src_path, getattr(event, "dest_path", "")]
-        for raw in paths:
-            key = key_of(self._managed_dir, raw if isinstance(raw, str) else raw.decode())
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            path = raw if isinstance(raw, str) else raw.decode()
+            if path and Path(path) == self._managed_dir:
+                # The watched directory itself went away: check at once, not in a second.
+                self._loop.call_soon_threadsafe(self._wake.set)
+                continue
+            key = key_of(self._managed_dir, path)
             if key is not None:
                 self._loop.call_soon_threadsafe(self._notify, key)
 
 
 class DriftWatcher:
-    """Runs a watchdog observer thread on the managed directory."""
+    """Supervised: `run()` keeps an inotify watch on a managed directory that exists."""
 
-    def __init__(self, managed_dir: Path, notify: Callable[[ProfileKey], None]) -> None:
-        self._managed_dir = managed_dir
+    def __init__(
+        self,
+        store: ProfileStore,
+        notify: Callable[[ProfileKey], None],
+        rescan: Callable[[], None],
+        *,
+        on_status_change: Callable[[], None] = lambda: None,
+        check_seconds: float = CHECK_SECONDS,
+    ) -> None:
+        self._store = store
         self._notify = notify
-        self._observer: Any = None  # watchdog's Observer is a platform-chosen class
+        self._rescan = rescan
+        self._on_status_change = on_status_change
+        self._check_seconds = check_seconds
+        self._wake = asyncio.Event()
+        # Why the directory cannot be used right now (readiness), and whether only a restart of
+        # the container can fix it (liveness).
+        self.unavailable: StoreError | None = None
+        self.needs_restart: str | None = None
+        self.recreations = 0
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The managed directory must exist (the store creates it safely)."""
+    @property
+    def managed_dir(self) -> Path:
+        return self._store.managed_dir
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        first = True
+        while True:
+            identity = await self._prepare()
+            if not first:
+                self.recreations += 1
+                log.warning(
+                    "the managed directory was removed or replaced on the host; recreated it "
+                    "and rewriting every profile",
+                    extra={"path": str(self.managed_dir)},
+                )
+                self._rescan()
+            first = False
+            observer = self._start_observer(loop)
+            try:
+                while await self._still_watched(identity, observer):
+                    pass
+            finally:
+                await asyncio.to_thread(_stop, observer)
+
+    async def _prepare(self) -> DirIdentity:
+        """Make sure the directory exists and is linked; wait (reporting why) until it is."""
+        while True:
+            try:
+                identity = await asyncio.to_thread(self._ensure)
+            except ManagedDirGoneError as exc:
+                self._report(exc, needs_restart=True)
+            except StoreError as exc:
+                self._report(exc, needs_restart=False)
+            else:
+                if self.unavailable is not None:
+                    log.info("the managed directory is usable again")
+                    self.unavailable = self.needs_restart = None
+                    self._on_status_change()
+                return identity
+            await self._sleep()
+
+    def _ensure(self) -> DirIdentity:
+        self._store.ensure_managed_dir()
+        return self._store.managed_dir_identity()
+
+    def _report(self, exc: StoreError, *, needs_restart: bool) -> None:
+        changed = self.unavailable is None or self.unavailable.reason != exc.reason
+        if changed:
+            log.error(
+                "the managed directory cannot be used",
+                extra={"path": str(self.managed_dir), "reason": exc.reason, "error": str(exc)},
+            )
+        self.unavailable = exc
+        self.needs_restart = str(exc) if needs_restart else None
+        if changed:
+            self._on_status_change()
+
+    async def _still_watched(self, identity: DirIdentity, observer: Any) -> bool:
+        await self._sleep()
+        if not observer.is_alive():
+            log.warning("the inotify watcher stopped; starting it again")
+            return False
+        try:
+            return await asyncio.to_thread(self._store.managed_dir_identity) == identity
+        except StoreError:
+            return False
+
+    async def _sleep(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._check_seconds)
+        self._wake.clear()
+
+    def _start_observer(self, loop: asyncio.AbstractEventLoop) -> Any:
         observer = Observer()
         observer.schedule(
-            _Forwarder(self._managed_dir, loop, self._notify),
-            str(self._managed_dir),
+            _Forwarder(self.managed_dir, loop, self._notify, self._wake),
+            str(self.managed_dir),
             recursive=True,
         )
         observer.daemon = True
         observer.start()
-        self._observer = observer
-        log.info("watching the managed directory for drift", extra={"path": str(self._managed_dir)})
+        log.info("watching the managed directory for drift", extra={"path": str(self.managed_dir)})
+        return observer
 
-    def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+
+def _stop(observer: Any) -> None:
+    observer.stop()
+    observer.join(timeout=5)

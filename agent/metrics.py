@@ -21,6 +21,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _write_failure_reasons: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -107,6 +108,13 @@ class Metrics:
             profile_labels,
             registry=r,
         )
+        self.write_failures = Gauge(
+            f"{PREFIX}_write_failures",
+            "Profiles whose file cannot be written or removed right now, by reason "
+            "(EROFS, ENOSPC, UnsafePath, ...).",
+            ["reason"],
+            registry=r,
+        )
         self.component_failures = Counter(
             f"{PREFIX}_component_failures_total",
             "Unexpected failures of a long-lived part of the agent, each followed by a restart.",
@@ -124,6 +132,12 @@ class Metrics:
     def set_profile_counts(self, counts: dict[NodeState, int]) -> None:
         for state in NodeState:
             self.profiles.labels(state=state.value.lower()).set(counts.get(state, 0))
+
+    def set_write_failures(self, counts: Mapping[str, int]) -> None:
+        # Reasons that cleared drop to zero rather than vanishing, so alerts see them resolve.
+        self._write_failure_reasons.update(counts)
+        for reason in self._write_failure_reasons:
+            self.write_failures.labels(reason=reason).set(counts.get(reason, 0))
 
     def observe_profile(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         labels = {"namespace": namespace, "profile": name}

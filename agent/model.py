@@ -8,6 +8,7 @@ object stored under an older CRD, never went through the API server's validation
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -157,6 +158,15 @@ class SeccompProfile(BaseModel):
     kind: Literal["SeccompProfile"]
     metadata: ObjectMeta
     spec: OciSeccomp
+
+
+def is_dns_label(value: object) -> bool:
+    """True for a DNS-1123 label: the only names that become a directory or file on the host."""
+    return (
+        isinstance(value, str)
+        and len(value) <= DNS1123_LABEL_MAX
+        and re.fullmatch(DNS1123_LABEL_PATTERN, value) is not None
+    )
 
 
 def relative_profile_path(namespace: str, name: str) -> str:

@@ -7,11 +7,14 @@ and the only API calls go through the callables handed in (events, listings).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord
 from agent.metrics import Metrics
@@ -21,6 +24,7 @@ from agent.readiness.profile_status import ProfileView
 from agent.render import render
 from agent.store import ProfileStore, StoreError
 from agent.syncer import Syncer
+from agent.validation.findings import error
 from agent.validation.validate import CompileFn, validate_resource
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,21 @@ T = TypeVar("T")
 RELIST_DEBOUNCE_SECONDS = 1.0
 RELIST_WHILE_WAITING_SECONDS = 5.0
 STATE_REFRESH_SECONDS = 0.25
+# Level-triggered safety net: every few minutes compare with the API and the disk, whatever the
+# event streams said. Jittered, so a fleet of agents restarted together does not list together.
+DEFAULT_RESYNC_SECONDS = 300.0
+RESYNC_JITTER = 0.1
+
+
+class ObjectVersion(NamedTuple):
+    """Enough of a listed object to tell whether the agent has seen its latest version."""
+
+    uid: str
+    resource_version: str
+
+
+PodRefs = dict[str, frozenset[ProfileKey]]
+"""pod uid -> the profiles that pod uses (only pods that use any)."""
 
 
 class EventSink(Protocol):
@@ -46,23 +65,36 @@ class NodeAgent:
     metrics: Metrics
     compile_profile: CompileFn
     events: EventSink
-    list_keys: Callable[[], set[ProfileKey]]
-    list_pinned: Callable[[], frozenset[ProfileKey]]
-    on_synced: list[Callable[[], None]] = field(default_factory=list)
+    # The three reads of the API the agent needs (each bounded by a request timeout).
+    list_profiles: Callable[[], dict[ProfileKey, ObjectVersion]]
+    get_profile: Callable[[ProfileKey], Mapping[str, Any] | None]
+    list_pods: Callable[[], PodRefs]
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS
+    # Why the managed directory cannot be used right now (from the drift watcher), or None.
+    disk_problem: Callable[[], StoreError | None] = lambda: None
+    # Called once, the first time every valid profile is on disk (the startup taint comes off).
+    on_ready: list[Callable[[], None]] = field(default_factory=list)
     # Called with a key whenever what this node knows of that profile changes (status readers).
     on_profile_change: list[Callable[[ProfileKey], None]] = field(default_factory=list)
     # Called whenever this node's per-profile state may have changed (the node-status writer).
     on_state_change: list[Callable[[], None]] = field(default_factory=list)
     syncer: Syncer = field(init=False)
     synced: bool = field(default=False, init=False)
+    was_ready: bool = field(default=False, init=False)
+    resyncs: int = field(default=0, init=False)
+    # Keys delivered by the watch; only needed (and only kept) until the initial sync is done.
     _seen: set[ProfileKey] = field(default_factory=set, init=False)
-    _uids: dict[ProfileKey, str] = field(default_factory=dict, init=False)
+    _versions: dict[ProfileKey, ObjectVersion] = field(default_factory=dict, init=False)
+    # Every event gets a number; a listing taken at number N cannot overrule a later event.
+    _seq: int = field(default=0, init=False)
+    _profile_seq: dict[ProfileKey, int] = field(default_factory=dict, init=False)
+    _pod_seq: dict[str, int] = field(default_factory=dict, init=False)
+    _resync_now: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _relist: asyncio.TimerHandle | None = field(default=None, init=False)
     _refresh: asyncio.TimerHandle | None = field(default=None, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _reported_failures: dict[ProfileKey, str] = field(default_factory=dict, init=False)
-    _pod_refs: dict[str, frozenset[ProfileKey]] = field(default_factory=dict, init=False)
-    _pinned_at_start: frozenset[ProfileKey] = field(default=frozenset(), init=False)
+    _pod_refs: PodRefs = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.syncer = Syncer(
@@ -76,51 +108,65 @@ class NodeAgent:
 
     @property
     def ready(self) -> bool:
-        return self.synced
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Readiness means every valid profile is on this disk: None then, else why not."""
+        if not self.synced:
+            return "initial sync not done"
+        problem = self.disk_problem()
+        if problem is not None:
+            return f"managed directory unusable ({problem.reason}): {problem}"
+        failing = self.syncer.errors
+        if failing:
+            reasons = Counter(exc.reason for exc in failing.values())
+            summary = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
+            key, exc = min(failing.items())
+            return f"{len(failing)} profile(s) cannot be synced ({summary}); {key}: {exc}"
+        return None
 
     async def on_profile_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """One watch event for a SeccompProfile (type None: from a listing)."""
         received = time.monotonic()
         meta = body.get("metadata", {})
         key = ProfileKey(str(meta.get("namespace")), str(meta.get("name")))
+        self._seq += 1
+        self._profile_seq[key] = self._seq
         if event_type is None and self.synced:
             self._schedule_relist_check()
         if event_type == "DELETED":
-            self.catalog.forget(key)
-            self._uids.pop(key, None)
+            self._forget(key)
             self.syncer.enqueue(key, received)
             self._profile_changed(key)
-            self._seen.add(key)
+            self._mark_seen(key)
             return
         uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
-        self._uids[key] = uid
+        self._versions[key] = ObjectVersion(uid, str(meta.get("resourceVersion", "")))
         known = self.catalog.records.get(key)
         if known is None or known.uid != uid or known.generation != generation:
-            record = await asyncio.to_thread(self._validate, key, uid, generation, plain(body))
+            if key.is_valid:
+                record = await asyncio.to_thread(self._validate, key, uid, generation, plain(body))
+            else:
+                record = _invalid_name(key, uid, generation)
             record = self.catalog.accept(record)
             if not record.valid:
                 self._report_invalid(record)
             self._profile_changed(key)
         self.syncer.enqueue(key, received)
         # Seen only now: the initial sync's garbage collection relies on the record being there.
-        self._seen.add(key)
+        self._mark_seen(key)
 
     def on_pod_event(self, event_type: str | None, pod: Mapping[str, Any]) -> None:
         """A pod on this node changed: track which profiles it pins (in-use protection)."""
         uid = str(pod.get("metadata", {}).get("uid", ""))
-        before = self._pod_refs.get(uid, frozenset())
+        self._seq += 1
+        self._pod_seq[uid] = self._seq
         after = frozenset() if event_type == "DELETED" else profiles_used_by(pod)
-        if after:
-            self._pod_refs[uid] = after
-        else:
-            self._pod_refs.pop(uid, None)
-        for key in before ^ after:
-            self.syncer.enqueue(key)  # a deleted profile may now be removable, or must stay
+        self._set_pod_refs(uid, after)
 
     def in_use(self, key: ProfileKey) -> bool:
-        if not self.synced and key in self._pinned_at_start:
-            return True
-        return any(key in refs for refs in self._pod_refs.values())
+        # Until this node's pods are known, any file may be in use: remove nothing.
+        return not self.synced or any(key in refs for refs in self._pod_refs.values())
 
     def profile_views(self) -> dict[ProfileKey, ProfileView]:
         """What the status aggregator needs of each profile this agent knows."""
@@ -134,11 +180,69 @@ class NodeAgent:
         }
 
     def node_status(self) -> dict[str, Any]:
-        return build_status(self.node_name, self.synced, self.catalog.statuses())
+        failures = {key: (exc.reason, str(exc)) for key, exc in self.syncer.errors.items()}
+        return build_status(self.node_name, self.synced, self.catalog.statuses(failures))
 
     def on_disk_changed(self, key: ProfileKey) -> None:
         """A managed file changed on the host: let the syncer compare and repair it."""
         self.syncer.enqueue(key, time.monotonic())
+
+    def on_disk_replaced(self) -> None:
+        """The managed directory was recreated: every file must be written again."""
+        for key in self.catalog.known_keys():
+            self.syncer.enqueue(key, time.monotonic())
+        self._state_changed()
+
+    def request_resync(self) -> None:
+        """Resync at once (after a watch restart) instead of at the next period."""
+        self._resync_now.set()
+
+    async def resync_forever(self) -> None:
+        """Supervised: a periodic, jittered, level-triggered comparison with the API and disk."""
+        while True:
+            delay = self.resync_seconds * random.uniform(1 - RESYNC_JITTER, 1 + RESYNC_JITTER)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resync_now.wait(), delay)
+            self._resync_now.clear()
+            if self.synced:
+                await self.resync()
+
+    async def resync(self) -> None:
+        """Repair whatever the event streams missed: profiles created, changed or deleted
+        unseen, pods gone without a DELETE event, and files changed on disk unnoticed.
+
+        Cheap: the listing carries only names and versions; objects are fetched one by one
+        only when their version differs from the last one seen. Raises when the API cannot be
+        read (the supervisor retries with backoff).
+        """
+        snapshot = self._seq
+        listed = await asyncio.to_thread(self.list_profiles)
+        fetched = 0
+        for key, version in listed.items():
+            if self._versions.get(key) == version or self._profile_seq.get(key, 0) > snapshot:
+                continue
+            body = await asyncio.to_thread(self.get_profile, key)
+            if body is not None and self._profile_seq.get(key, 0) <= snapshot:
+                fetched += 1
+                await self.on_profile_event("RESYNC", body)
+        gone = [
+            key
+            for key in set(self.catalog.records) - set(listed)
+            if self._profile_seq.get(key, 0) <= snapshot
+        ]
+        for key in gone:
+            log.info("profile deleted while the watch missed it", extra={"profile": str(key)})
+            self._forget(key)
+            self._profile_changed(key)
+        self._merge_pods(await asyncio.to_thread(self.list_pods), snapshot)
+        # Compare every file with what it should hold: repairs drift inotify did not report.
+        for key in self.catalog.known_keys() | set(gone):
+            self.syncer.enqueue(key)
+        self._profile_seq = {k: n for k, n in self._profile_seq.items() if n > snapshot}
+        self.resyncs += 1
+        self.metrics.last_full_sync.set(time.time())
+        if fetched or gone:
+            log.info("resync repaired missed events", extra={"fetched": fetched, "gone": len(gone)})
 
     async def initial_sync(self) -> None:
         """Write every profile that exists now, then remove what no object or pod wants.
@@ -147,25 +251,27 @@ class NodeAgent:
         delivered every object of a complete listing (or its deletion), and until this node's
         pods are known, so a deleted profile that a pod still uses survives a restart.
         """
-        listed = await self._retrying(self.list_keys, "list SeccompProfiles")
+        snapshot = self._seq
+        listed = set(await self._retrying(self.list_profiles, "list SeccompProfiles"))
         listed_at = time.monotonic()
         while not listed <= self._seen:
             await asyncio.sleep(0.02)
             if time.monotonic() - listed_at > RELIST_WHILE_WAITING_SECONDS:
                 # Something listed was deleted before the watch saw it: list again.
-                listed = await self._retrying(self.list_keys, "list SeccompProfiles")
+                listed = set(await self._retrying(self.list_profiles, "list SeccompProfiles"))
                 listed_at = time.monotonic()
-        self._pinned_at_start = await self._retrying(self.list_pinned, "list this node's pods")
+        pods = await self._retrying(self.list_pods, "list this node's pods")
+        self._merge_pods(pods, snapshot)
         await self.syncer.wait_idle()
         # Every existing object, valid or not (an invalid one keeps its last valid file), and
         # every profile a pod on this node still uses (in-use protection).
-        wanted = set(self.catalog.records) | self._pinned_at_start | self._pods_pin()
+        wanted = set(self.catalog.records) | self._pods_pin()
         result = await asyncio.to_thread(self.store.collect_garbage, wanted)
         for path in result.removed_profiles:
             self.catalog.mark_removed(ProfileKey(path.parent.name, path.stem))
         self.synced = True
+        self._seen.clear()
         self.metrics.last_full_sync.set(time.time())
-        self.metrics.ready.set(1)
         self._state_changed()
         log.info(
             "initial sync complete",
@@ -177,8 +283,6 @@ class NodeAgent:
                 "unexpected_entries": [str(p) for p in result.unexpected],
             },
         )
-        for callback in self.on_synced:
-            callback()
 
     async def _retrying(self, call: Callable[[], T], what: str) -> T:
         delay = 0.5
@@ -196,24 +300,37 @@ class NodeAgent:
             self._relist = loop.call_later(RELIST_DEBOUNCE_SECONDS, self._start_relist_check)
 
     def _start_relist_check(self) -> None:
+        # After a watch restart a DELETED event may have been lost: the resync confirms.
         self._relist = None
-        task = asyncio.create_task(self._relist_check())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _relist_check(self) -> None:
-        """After a watch restart, a DELETED event may have been lost: confirm by listing."""
         self.metrics.watch_restarts.inc()
-        try:
-            present = await asyncio.to_thread(self.list_keys)
-        except Exception as exc:
-            log.warning("listing after watch restart failed; retrying", extra={"error": str(exc)})
-            self._schedule_relist_check()
-            return
-        for key in set(self.catalog.records) - present:
-            log.info("profile deleted while the watch was down", extra={"profile": str(key)})
-            self.catalog.forget(key)
-            self.syncer.enqueue(key)
+        self.request_resync()
+
+    def _mark_seen(self, key: ProfileKey) -> None:
+        if not self.synced:
+            self._seen.add(key)
+
+    def _forget(self, key: ProfileKey) -> None:
+        """The object is gone: drop everything kept for it (its file follows via the syncer)."""
+        self.catalog.forget(key)
+        self._versions.pop(key, None)
+        self._reported_failures.pop(key, None)
+        self.syncer.forget(key)
+
+    def _set_pod_refs(self, uid: str, refs: frozenset[ProfileKey]) -> None:
+        before = self._pod_refs.get(uid, frozenset())
+        if refs:
+            self._pod_refs[uid] = refs
+        else:
+            self._pod_refs.pop(uid, None)
+        for key in before ^ refs:
+            self.syncer.enqueue(key)  # a deleted profile may now be removable, or must stay
+
+    def _merge_pods(self, listed: PodRefs, snapshot: int) -> None:
+        """Take a listing of this node's pods as the truth, except where an event came later."""
+        for uid in set(self._pod_refs) | set(listed):
+            if self._pod_seq.get(uid, 0) <= snapshot:
+                self._set_pod_refs(uid, listed.get(uid, frozenset()))
+        self._pod_seq = {uid: n for uid, n in self._pod_seq.items() if n > snapshot}
 
     def _validate(
         self, key: ProfileKey, uid: str, generation: int, body: dict[str, Any]
@@ -252,17 +369,19 @@ class NodeAgent:
         )
 
     def _report_store_failure(self, key: ProfileKey, exc: StoreError) -> None:
-        message = str(exc)
-        if self._reported_failures.get(key) == message or key not in self._uids:
+        # One Event per profile and kind of fault (EROFS, ENOSPC...), not one per retry.
+        version = self._versions.get(key)
+        if self._reported_failures.get(key) == exc.reason or version is None:
             return
-        self._reported_failures[key] = message
+        self._reported_failures[key] = exc.reason
         self._spawn_thread(
-            self.events.warn, key.namespace, key.name, self._uids[key], "WriteFailed", message
+            self.events.warn, key.namespace, key.name, version.uid, "WriteFailed", str(exc)
         )
 
     def _spawn_thread(self, func: Callable[..., None], *args: Any) -> None:
         task = asyncio.create_task(asyncio.to_thread(func, *args))
         self._tasks.add(task)
+        task.add_done_callback(_log_failure)
         task.add_done_callback(self._tasks.discard)
 
     def _pods_pin(self) -> set[ProfileKey]:
@@ -280,14 +399,46 @@ class NodeAgent:
                 STATE_REFRESH_SECONDS, self._refresh_state
             )
 
+    def refresh_state(self) -> None:
+        """Recompute what readiness, metrics and the node report show (cheap, coalesced)."""
+        self._state_changed()
+
     def _refresh_state(self) -> None:
         self._refresh = None
+        failing = self.syncer.errors
         self.metrics.set_profile_counts(dict(self.catalog.count_by_state()))
+        self.metrics.set_write_failures(Counter(exc.reason for exc in failing.values()))
+        # A fault that cleared may be reported again if it comes back.
+        for key in set(self._reported_failures) - set(failing):
+            del self._reported_failures[key]
+        ready = self.ready
+        self.metrics.ready.set(1 if ready else 0)
+        if ready and not self.was_ready:
+            self.was_ready = True
+            log.info("every valid profile is on disk: ready")
+            for callback in self.on_ready:
+                callback()
         # Until the initial sync is done the node reports only that it is not synced yet:
         # publishing thousands of intermediate states would cost writes and tell nobody more.
         if self.synced:
             for callback in self.on_state_change:
                 callback()
+
+
+def _invalid_name(key: ProfileKey, uid: str, generation: int) -> ProfileRecord:
+    """An object whose name cannot be a file name (stored under an older, looser CRD)."""
+    finding = error(
+        "metadata.name",
+        "InvalidName",
+        f"{key} cannot be written to disk: namespace and name must be DNS-1123 labels "
+        "(lower-case letters, digits and '-'); recreate the profile under such a name",
+    )
+    return ProfileRecord(key, uid, generation, None, (finding,))
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background call failed", exc_info=task.exception())
 
 
 def plain(value: Any) -> Any:

@@ -22,7 +22,7 @@ from agent.kube.client import api_client, kopf_connection, load_configuration
 from agent.kube.events import EventRecorder
 from agent.kube.handlers import build_registry, quiet_kopf_loggers
 from agent.kube.leader import LeaderElector
-from agent.kube.listing import list_pinned_profiles, list_profile_keys
+from agent.kube.listing import get_profile, list_pod_profiles, list_profile_versions
 from agent.kube.node_status import NodeStatusPublisher
 from agent.kube.node_taint import remove_startup_taint
 from agent.logs import configure_logging
@@ -30,6 +30,7 @@ from agent.metrics import Metrics
 from agent.node_agent import NodeAgent
 from agent.settings import Settings, SettingsError, build_settings
 from agent.store import ProfileStore, StoreError
+from agent.supervisor import Supervisor
 from agent.validation.compiler import Compiler
 from agent.validation.syscall_names import native_architecture
 
@@ -66,7 +67,7 @@ async def serve(settings: Settings) -> None:
     store = ProfileStore(settings.root)
     await asyncio.to_thread(store.ensure_managed_dir)
     metrics = Metrics()
-    background: list[asyncio.Task[None]] = []
+    supervisor = Supervisor(lambda name: metrics.component_failures.labels(component=name).inc())
     with Compiler() as compiler:
         agent = NodeAgent(
             node_name=settings.node_name,
@@ -76,22 +77,42 @@ async def serve(settings: Settings) -> None:
             metrics=metrics,
             compile_profile=compiler.compile,
             events=EventRecorder(api, settings.node_name),
-            list_keys=lambda: list_profile_keys(api, settings.namespaces),
-            list_pinned=lambda: list_pinned_profiles(api, settings.node_name),
+            list_profiles=lambda: list_profile_versions(api, settings.namespaces),
+            get_profile=lambda key: get_profile(api, key),
+            list_pods=lambda: list_pod_profiles(api, settings.node_name),
+            resync_seconds=settings.resync_seconds,
         )
+        drift = DriftWatcher(
+            store,
+            agent.on_disk_changed,
+            agent.on_disk_replaced,
+            on_status_change=agent.refresh_state,
+        )
+        agent.disk_problem = lambda: drift.unavailable
         publisher = NodeStatusPublisher(api, settings.node_name, agent.node_status)
         agent.on_state_change.append(publisher.changed)
         if settings.remove_startup_taint:
-            agent.on_synced.append(lambda: _spawn(background, _untaint(api, settings)))
-        if settings.aggregate_status:
-            background.append(asyncio.create_task(_elect(api, settings, agent, metrics)))
+            agent.on_ready.append(lambda: supervisor_spawn(_untaint(api, settings)))
 
-        app = build_app(metrics.registry, lambda: None if agent.ready else "initial sync not done")
+        # Every long-lived part, restarted on failure; /healthz fails for a part that keeps
+        # failing or is stuck, so the kubelet restarts the pod instead of it staying broken.
+        supervisor.add("syncer", agent.syncer.run, liveness=agent.syncer.stalled)
+        supervisor.add("initial-sync", agent.initial_sync, oneshot=True)
+        supervisor.add("drift-watcher", drift.run, liveness=lambda: drift.needs_restart)
+        supervisor.add("resync", agent.resync_forever)
+        if settings.aggregate_status:
+            supervisor.add("status-election", lambda: _elect(api, settings, agent, metrics))
+
+        app = build_app(metrics.registry, agent.not_ready_reason, supervisor.problems)
         http, port = await start_server(app, settings.http_host, settings.http_port)
-        drift = DriftWatcher(settings.managed_dir, agent.on_disk_changed)
-        drift.start(asyncio.get_running_loop())
-        background.append(asyncio.create_task(agent.syncer.run(), name="syncer"))
-        background.append(asyncio.create_task(agent.initial_sync(), name="initial-sync"))
+        parts = asyncio.create_task(supervisor.run(), name="supervisor")
+        background: set[asyncio.Task[None]] = set()
+
+        def supervisor_spawn(work: Coroutine[Any, Any, None]) -> None:
+            task = asyncio.create_task(work)
+            background.add(task)
+            task.add_done_callback(background.discard)
+
         publisher.changed()  # report at once: from now on this node counts as expected
         log.info(
             "seccomp-sync agent starting",
@@ -100,6 +121,7 @@ async def serve(settings: Settings) -> None:
                 "root": str(settings.root),
                 "http_port": port,
                 "namespaces": list(settings.namespaces) or "all",
+                "resync_seconds": settings.resync_seconds,
             },
         )
         try:
@@ -115,10 +137,10 @@ async def serve(settings: Settings) -> None:
                 namespaces=settings.namespaces,
             )
         finally:
-            drift.stop()
+            parts.cancel()
             for task in background:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await asyncio.gather(parts, *background, return_exceptions=True)
             await http.cleanup()
             api.close()  # type: ignore[no-untyped-call]
             log.info("seccomp-sync agent stopped")
@@ -141,12 +163,18 @@ async def _elect(
 
 
 async def _untaint(api: client.ApiClient, settings: Settings) -> None:
-    try:
-        await asyncio.to_thread(remove_startup_taint, api, settings.node_name)
-    except Exception:
-        # The node stays tainted (no pods land there): visible, and safe. Say why.
-        log.exception("could not remove the startup taint", extra={"node": settings.node_name})
-
-
-def _spawn(tasks: list[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
-    tasks.append(asyncio.create_task(work))
+    """Retry until the taint is gone: while it stays, no pod lands on this node (safe, but a
+    node the scheduler cannot use), so every failure is logged and tried again."""
+    delay = 1.0
+    while True:
+        try:
+            await asyncio.to_thread(remove_startup_taint, api, settings.node_name)
+        except Exception as exc:
+            log.warning(
+                "could not remove the startup taint; retrying",
+                extra={"node": settings.node_name, "error": str(exc)[:200], "retry": delay},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        else:
+            return

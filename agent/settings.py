@@ -11,6 +11,7 @@ from typing import Literal, cast
 
 DEFAULT_ROOT = Path("/var/lib/kubelet/seccomp")
 DEFAULT_HTTP_PORT = 8080
+DEFAULT_RESYNC_SECONDS = 300.0
 
 LogFormat = Literal["text", "json"]
 
@@ -32,6 +33,7 @@ class Settings:
     remove_startup_taint: bool
     aggregate_status: bool
     lease_namespace: str
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS
 
     @property
     def managed_dir(self) -> Path:
@@ -85,6 +87,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         f"{env}, else default)",
     )
     parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=None,
+        help=f"period of the level-triggered resync with the API and the disk, jittered by 10%% "
+        f"(default: SECCOMP_SYNC_RESYNC_SECONDS {env}, else {DEFAULT_RESYNC_SECONDS:.0f})",
+    )
+    parser.add_argument(
         "--no-aggregate-status",
         action="store_true",
         help="never take part in electing the agent that aggregates SeccompProfile status",
@@ -103,6 +112,11 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
     port = args.http_port
     if port is None:
         port = _int_env(environ, "SECCOMP_SYNC_HTTP_PORT", DEFAULT_HTTP_PORT)
+    resync = args.resync_seconds
+    if resync is None:
+        resync = _float_env(environ, "SECCOMP_SYNC_RESYNC_SECONDS", DEFAULT_RESYNC_SECONDS)
+    if resync <= 0:
+        raise SettingsError(f"the resync period must be positive, not {resync}")
     log_format = args.log_format or environ.get("SECCOMP_SYNC_LOG_FORMAT", "text")
     if log_format not in ("text", "json"):
         raise SettingsError(f"SECCOMP_SYNC_LOG_FORMAT must be text or json, not {log_format!r}")
@@ -119,6 +133,7 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
         remove_startup_taint=args.remove_startup_taint,
         aggregate_status=not args.no_aggregate_status,
         lease_namespace=args.lease_namespace or environ.get("POD_NAMESPACE") or "default",
+        resync_seconds=resync,
     )
 
 
@@ -130,3 +145,13 @@ def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _float_env(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None

@@ -67,16 +67,37 @@ class WriteOutcome(enum.Enum):
 
 
 class StoreError(Exception):
-    """The store could not do what was asked; `path` is the host path concerned."""
+    """The store could not do what was asked; `path` is the host path concerned.
 
-    def __init__(self, path: Path, message: str) -> None:
+    `reason` is short and stable (an errno name such as `EROFS` or `ENOSPC`, or `UnsafePath`):
+    what readiness, metrics and de-duplicated Events key on. The message never names a
+    temporary file, so the same fault always reads the same.
+    """
+
+    reason: str = "IOError"
+
+    def __init__(self, path: Path, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
+        if reason is not None:
+            self.reason = reason
 
 
 class UnsafePathError(StoreError):
     """A symlink or an entry of the wrong type sits where the store expects its own entry."""
+
+    reason = "UnsafePath"
+
+
+class ManagedDirGoneError(StoreError):
+    """The managed directory was deleted on the host and cannot be brought back in-process."""
+
+    reason = "ManagedDirRemoved"
+
+
+DirIdentity = tuple[int, int]
+"""(st_dev, st_ino) of a directory: tells a directory recreated under the same path apart."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +154,28 @@ class ProfileStore:
         with contextlib.ExitStack() as stack:
             self._ensure_managed_dir(stack, lock=fcntl.LOCK_SH)
 
+    def managed_dir_identity(self) -> DirIdentity:
+        """Which directory `<root>/seccomp-sync` is now; raises if it is missing or deleted."""
+        path = self.managed_dir
+        try:
+            st = path.lstat()
+        except FileNotFoundError as exc:
+            raise StoreError(path, f"{path} does not exist", "ENOENT") from exc
+        except OSError as exc:
+            raise _io_error(path, "inspect", exc) from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePathError(path, f"{path} is a {_kind(st.st_mode)}, not a directory")
+        if st.st_nlink == 0:
+            # Still reachable by this path, yet deleted: a bind mount whose source was removed
+            # on the host. Nothing written here would reach the container runtime.
+            raise ManagedDirGoneError(
+                path,
+                f"{path} was deleted on the host while mounted into this container; files "
+                "written there are invisible to the container runtime. Restart the agent's pod "
+                "to mount it again.",
+            )
+        return st.st_dev, st.st_ino
+
     def write(self, namespace: str, name: str, content: bytes) -> WriteOutcome:
         """Make the profile's bytes equal `content`, atomically and durably; no-op if they are."""
         path = self.profile_path(namespace, name)
@@ -156,6 +199,19 @@ class ProfileStore:
         failure does not stop the others.
         """
         results: list[WriteOutcome | StoreError] = [WriteOutcome.UNCHANGED] * len(items)
+        try:
+            self._write_batch(items, results)
+        except StoreError as exc:
+            # The whole batch failed (the managed directory cannot be created, the filesystem
+            # cannot be synced): every profile not already settled shares the error.
+            for index, result in enumerate(results):
+                if not isinstance(result, StoreError):
+                    results[index] = exc
+        return results
+
+    def _write_batch(
+        self, items: Sequence[tuple[str, str, bytes]], results: list[WriteOutcome | StoreError]
+    ) -> None:
         staged: list[tuple[int, int, str, Path]] = []
         with contextlib.ExitStack() as stack:
             managed_fd = self._ensure_managed_dir(stack, lock=fcntl.LOCK_SH)
@@ -169,11 +225,17 @@ class ProfileStore:
                     dir_fd = dir_fds[namespace]
                     if not _holds_bytes(dir_fd, path, content):
                         staged.append((index, dir_fd, _stage(dir_fd, path, content), path))
-                except StoreError as exc:
-                    results[index] = exc
+                except (StoreError, ValueError) as exc:
+                    results[index] = _as_store_error(exc, self.managed_dir / namespace)
             if not staged:
-                return results
-            _sync_filesystem(managed_fd, self.managed_dir)
+                return
+            try:
+                _sync_filesystem(managed_fd, self.managed_dir)
+            except StoreError:
+                for _, dir_fd, temp, _ in staged:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temp, dir_fd=dir_fd)
+                raise
             for index, dir_fd, temp, path in staged:
                 try:
                     os.rename(temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -183,7 +245,6 @@ class ProfileStore:
                         os.unlink(temp, dir_fd=dir_fd)
                     results[index] = _io_error(path, "write", exc)
             _sync_filesystem(managed_fd, self.managed_dir)
-        return results
 
     def read(self, namespace: str, name: str) -> bytes | None:
         """The profile's bytes, or None if it does not exist."""
@@ -371,8 +432,15 @@ def _closing(fd: int) -> Iterator[int]:
         os.close(fd)
 
 
+def _as_store_error(exc: StoreError | ValueError, path: Path) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
+    return StoreError(path, str(exc), "InvalidName")
+
+
 def _io_error(path: Path, action: str, exc: OSError) -> StoreError:
-    return StoreError(path, f"could not {action} {path}: {exc.strerror or exc}")
+    reason = errno.errorcode.get(exc.errno, "IOError") if exc.errno is not None else "IOError"
+    return StoreError(path, f"could not {action} {path}: {exc.strerror or exc}", reason)
 
 
 def _lock(fd: int, operation: int, path: Path) -> None:
@@ -577,7 +645,8 @@ def _create_temp(dir_fd: int, path: Path) -> tuple[str, int]:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise _io_error(path.parent / temp, "create", exc) from exc
+            # Named after the profile, not the random temp name: one fault, one message.
+            raise _io_error(path, "create a temporary file for", exc) from exc
     raise StoreError(path, f"could not create a temporary file next to {path}; retry")
 
 

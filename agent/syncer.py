@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord
 from agent.metrics import Metrics
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 MIN_RETRY_SECONDS = 0.2
 MAX_RETRY_SECONDS = 30.0
+# A batch of disk work in flight this long is stuck (a hung filesystem): liveness fails, so the
+# kubelet restarts the pod rather than the node silently never syncing again.
+STALL_SECONDS = 120.0
 BATCH_MAX = 256
 # Below this many writes, per-file fsyncs beat syncing the whole filesystem (which on a busy
 # node also flushes everyone else's dirty pages).
@@ -78,12 +82,18 @@ class Syncer:
         self._dirty: set[ProfileKey] = set()
         self._received_at: dict[ProfileKey, float] = {}
         self._retry_delay: dict[ProfileKey, float] = {}
-        self.errors: dict[ProfileKey, str] = {}
+        self._in_flight_since: dict[int, float] = {}
+        # Profiles whose last attempt failed, with why: readiness and the node report read this.
+        self.errors: dict[ProfileKey, StoreError] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
     def enqueue(self, key: ProfileKey, received_at: float | None = None) -> None:
         """Ask for `key` to be reconciled; `received_at` starts the latency clock."""
+        if not key.is_valid:
+            # Never a path on the host: callers validate keys, this is the last line of defence.
+            log.warning("ignoring a profile key that cannot name a file", extra={"key": str(key)})
+            return
         if received_at is not None:
             self._received_at.setdefault(key, received_at)
         self._idle.clear()
@@ -97,12 +107,26 @@ class Syncer:
         """Until nothing is queued or in flight (scheduled retries do not count)."""
         await self._idle.wait()
 
+    def stalled(self) -> str | None:
+        """Liveness: why the syncer is stuck, or None."""
+        if not self._in_flight_since:
+            return None
+        age = time.monotonic() - min(self._in_flight_since.values())
+        if age < STALL_SECONDS:
+            return None
+        return f"disk work has been in flight for {age:.0f} s (hung filesystem?)"
+
+    def forget(self, key: ProfileKey) -> None:
+        """Drop per-key bookkeeping of a profile that is gone and whose file is settled."""
+        self._retry_delay.pop(key, None)
+        self._received_at.pop(key, None)
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             for index in range(self._workers):
-                group.create_task(self._work(), name=f"syncer-{index}")
+                group.create_task(self._work(index), name=f"syncer-{index}")
 
-    async def _work(self) -> None:
+    async def _work(self, worker: int) -> None:
         while True:
             keys = [await self._queue.get()]
             # Take whatever else is waiting: a cold start queues thousands of keys, and writing
@@ -112,9 +136,19 @@ class Syncer:
             for key in keys:
                 self._queued.discard(key)
                 self._processing.add(key)
+            self._in_flight_since[worker] = time.monotonic()
             try:
                 await self._sync(keys)
+            except Exception as exc:
+                # A bug, not a disk fault (those come back per profile): say so loudly, and
+                # retry these profiles like any failure instead of losing the worker.
+                log.exception("unexpected error while syncing; retrying", extra={"keys": len(keys)})
+                for key in keys:
+                    self._failed(
+                        key, StoreError(Path(str(key)), f"internal error: {exc}", "Internal")
+                    )
             finally:
+                self._in_flight_since.pop(worker, None)
                 for key in keys:
                     self._processing.discard(key)
                     if key in self._dirty:
@@ -152,6 +186,9 @@ class Syncer:
                 results.append(SyncResult(action, drift=False))
             except StoreError as exc:
                 results.append(exc)
+            except Exception as exc:
+                log.exception("unexpected error while syncing", extra={"profile": str(job.key)})
+                results.append(StoreError(Path(str(job.key)), f"internal error: {exc}", "Internal"))
         for (index, _, action, drift), outcome in zip(
             writes, self._write([(j.key, a) for _, j, a, _ in writes]), strict=True
         ):
@@ -202,12 +239,17 @@ class Syncer:
     def _failed(self, key: ProfileKey, exc: StoreError) -> None:
         delay = min(self._retry_delay.get(key, MIN_RETRY_SECONDS / 2) * 2, MAX_RETRY_SECONDS)
         self._retry_delay[key] = delay
-        self.errors[key] = str(exc)
+        self.errors[key] = exc
         if isinstance(exc, UnsafePathError):
             self._metrics.unsafe_paths.inc()
         log.error(
             "cannot sync profile; retrying",
-            extra={"profile": str(key), "error": str(exc), "retry_seconds": delay},
+            extra={
+                "profile": str(key),
+                "reason": exc.reason,
+                "error": str(exc),
+                "retry_seconds": delay,
+            },
         )
         if self._on_failure is not None:
             self._on_failure(key, exc)

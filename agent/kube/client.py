@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import kopf
 from kubernetes import client, config
+
+# (connect, read) seconds for every API call of our own: a hung connection must fail, be logged
+# and retried, never block a part of the agent for good. Watches have their own timeouts.
+REQUEST_TIMEOUT: Final = (5.0, 30.0)
 
 
 def load_configuration(kubeconfig: Path | None) -> client.Configuration:

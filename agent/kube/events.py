@@ -7,8 +7,8 @@ import logging
 import secrets
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from agent.kube.client import REQUEST_TIMEOUT
 from agent.model import API_GROUP, API_VERSION, KIND
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,14 @@ class EventRecorder:
             count=1,
         )
         try:
-            self._core.create_namespaced_event(namespace, body)
-        except ApiException as exc:
+            self._core.create_namespaced_event(namespace, body, _request_timeout=REQUEST_TIMEOUT)
+        except Exception as exc:  # API errors, timeouts, refused connections alike
             log.warning(
                 "could not post event",
-                extra={"profile": f"{namespace}/{name}", "reason": reason, "status": exc.status},
+                extra={
+                    "profile": f"{namespace}/{name}",
+                    "reason": reason,
+                    "status": getattr(exc, "status", None),
+                    "error": str(exc)[:200],
+                },
             )

@@ -1,5 +1,5 @@
-"""Complete, paginated listings: the SeccompProfiles that exist (for the initial sync, and to
-confirm deletions after a watch restart) and the profiles this node's pods use."""
+"""Complete, paginated listings, and single reads: the SeccompProfiles that exist (for the
+initial sync and the periodic resync) and the profiles this node's pods use."""
 
 from __future__ import annotations
 
@@ -7,51 +7,94 @@ from collections.abc import Iterable
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from agent.catalog import ProfileKey
+from agent.kube.client import REQUEST_TIMEOUT
 from agent.model import API_GROUP, API_VERSION, PLURAL
+from agent.node_agent import ObjectVersion, PodRefs
 from agent.pod_refs import profiles_used_by
 
 PAGE_SIZE = 500
 
 
-def list_profile_keys(api: client.ApiClient, namespaces: Iterable[str]) -> set[ProfileKey]:
-    """Every SeccompProfile in `namespaces` (all namespaces when empty)."""
+def list_profile_versions(
+    api: client.ApiClient, namespaces: Iterable[str]
+) -> dict[ProfileKey, ObjectVersion]:
+    """Every SeccompProfile in `namespaces` (all namespaces when empty), with uid and
+    resourceVersion. Page by page, keeping only metadata: memory stays flat at any size."""
     custom = client.CustomObjectsApi(api)
     scopes: list[str | None] = [*namespaces] or [None]
-    keys: set[ProfileKey] = set()
+    versions: dict[ProfileKey, ObjectVersion] = {}
     for namespace in scopes:
         token: str | None = None
         while True:
             page: Any
             if namespace is None:
                 page = custom.list_cluster_custom_object(
-                    API_GROUP, API_VERSION, PLURAL, limit=PAGE_SIZE, _continue=token
+                    API_GROUP,
+                    API_VERSION,
+                    PLURAL,
+                    limit=PAGE_SIZE,
+                    _continue=token,
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
             else:
                 page = custom.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, namespace, PLURAL, limit=PAGE_SIZE, _continue=token
+                    API_GROUP,
+                    API_VERSION,
+                    namespace,
+                    PLURAL,
+                    limit=PAGE_SIZE,
+                    _continue=token,
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
             for item in page.get("items", []):
                 meta = item["metadata"]
-                keys.add(ProfileKey(meta["namespace"], meta["name"]))
+                key = ProfileKey(meta["namespace"], meta["name"])
+                versions[key] = ObjectVersion(meta.get("uid", ""), meta.get("resourceVersion", ""))
             token = page.get("metadata", {}).get("continue") or None
             if token is None:
                 break
-    return keys
+    return versions
 
 
-def list_pinned_profiles(api: client.ApiClient, node_name: str) -> frozenset[ProfileKey]:
-    """Profiles that pods on this node use (their containers may restart with them)."""
+def get_profile(api: client.ApiClient, key: ProfileKey) -> dict[str, Any] | None:
+    """One SeccompProfile, or None if it does not exist (any more)."""
+    custom = client.CustomObjectsApi(api)
+    try:
+        body: Any = custom.get_namespaced_custom_object(
+            API_GROUP,
+            API_VERSION,
+            key.namespace,
+            PLURAL,
+            key.name,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return dict(body)
+
+
+def list_pod_profiles(api: client.ApiClient, node_name: str) -> PodRefs:
+    """The pods on this node that use seccomp-sync profiles, by uid (their containers may
+    restart with them)."""
     core = client.CoreV1Api(api)
-    pinned: set[ProfileKey] = set()
+    pods: PodRefs = {}
     token: str | None = None
     while True:
         page = core.list_pod_for_all_namespaces(
-            field_selector=f"spec.nodeName={node_name}", limit=PAGE_SIZE, _continue=token
+            field_selector=f"spec.nodeName={node_name}",
+            limit=PAGE_SIZE,
+            _continue=token,
+            _request_timeout=REQUEST_TIMEOUT,
         )
         for pod in page.items:
-            pinned |= profiles_used_by(api.sanitize_for_serialization(pod))  # type: ignore[no-untyped-call]
+            refs = profiles_used_by(api.sanitize_for_serialization(pod))  # type: ignore[no-untyped-call]
+            if refs and pod.metadata is not None:
+                pods[str(pod.metadata.uid)] = refs
         token = (page.metadata._continue if page.metadata else None) or None
         if token is None:
-            return frozenset(pinned)
+            return pods

@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agent.kube.client import REQUEST_TIMEOUT
 from agent.model import API_GROUP, API_VERSION
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,10 @@ class NodeStatusPublisher:
             return
         try:
             await asyncio.to_thread(self._write, status)
-        except ApiException as exc:
+        except Exception as exc:  # API errors, timeouts, refused connections alike
             log.warning(
                 "could not publish node status; retrying",
-                extra={"status": exc.status, "reason": exc.reason},
+                extra={"status": getattr(exc, "status", None), "error": str(exc)[:200]},
             )
             asyncio.get_running_loop().call_later(RETRY_SECONDS, self.changed)
             return
@@ -66,7 +67,12 @@ class NodeStatusPublisher:
     def _write(self, status: dict[str, Any]) -> None:
         try:
             self._custom.patch_cluster_custom_object(
-                API_GROUP, API_VERSION, PLURAL, self._node, {"status": status}
+                API_GROUP,
+                API_VERSION,
+                PLURAL,
+                self._node,
+                {"status": status},
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -80,14 +86,16 @@ class NodeStatusPublisher:
             "metadata": {"name": self._node, "ownerReferences": self._owner()},
             "status": status,
         }
-        self._custom.create_cluster_custom_object(API_GROUP, API_VERSION, PLURAL, body)
+        self._custom.create_cluster_custom_object(
+            API_GROUP, API_VERSION, PLURAL, body, _request_timeout=REQUEST_TIMEOUT
+        )
         log.info("created node status", extra={"node": self._node})
 
     def _owner(self) -> list[dict[str, Any]]:
         # Owned by the Node: deleting the Node garbage-collects this report, so a node that
         # is gone stops counting at once and nothing waits on it.
         try:
-            node = self._core.read_node(self._node)
+            node = self._core.read_node(self._node, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             if exc.status != 404:
                 raise

@@ -8,6 +8,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agent.kube.client import REQUEST_TIMEOUT
+
 log = logging.getLogger(__name__)
 
 STARTUP_TAINT_KEY = "seccompsync.io/agent-not-ready"
@@ -18,7 +20,7 @@ def remove_startup_taint(api: client.ApiClient, node_name: str) -> bool:
     """True if the taint was removed; optimistic concurrency, so no other taint is lost."""
     core = client.CoreV1Api(api)
     for _ in range(ATTEMPTS):
-        node = core.read_node(node_name)
+        node = core.read_node(node_name, _request_timeout=REQUEST_TIMEOUT)
         taints = (node.spec.taints if node.spec else None) or []
         kept = [t for t in taints if t.key != STARTUP_TAINT_KEY]
         if len(kept) == len(taints):
@@ -30,7 +32,7 @@ def remove_startup_taint(api: client.ApiClient, node_name: str) -> bool:
             "spec": {"taints": [_taint_dict(t) for t in kept]},
         }
         try:
-            core.patch_node(node_name, patch)
+            core.patch_node(node_name, patch, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             if exc.status == 409:
                 continue  # the node changed under us: read it again
