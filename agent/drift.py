@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ from watchdog.observers import Observer
 
 from agent.catalog import ProfileKey
 from agent.store import (
-    DirIdentity,
     ManagedDirGoneError,
     ProfileStore,
     StoreError,
@@ -112,28 +112,32 @@ class DriftWatcher:
         loop = asyncio.get_running_loop()
         first = True
         while True:
-            identity = await self._prepare()
-            if not first:
-                self.recreations += 1
-                log.warning(
-                    "the managed directory was removed or replaced on the host; recreated it "
-                    "and rewriting every profile",
-                    extra={"path": str(self.managed_dir)},
-                )
-                self._rescan()
-            first = False
+            handle = await self._prepare()
             observer = self._start_observer(loop)
             try:
-                while await self._still_watched(identity, observer):
+                if not first:
+                    # watchdog arms the new watch in its own thread: give it a moment, then
+                    # compare every file, so nothing changed in between goes unnoticed.
+                    await self._sleep()
+                    self.recreations += 1
+                    log.warning(
+                        "the managed directory was removed or replaced on the host; watching "
+                        "it again and rewriting every profile",
+                        extra={"path": str(self.managed_dir)},
+                    )
+                    self._rescan()
+                first = False
+                while await self._still_watched(handle, observer):
                     pass
             finally:
                 await asyncio.to_thread(_stop, observer)
+                os.close(handle)
 
-    async def _prepare(self) -> DirIdentity:
+    async def _prepare(self) -> int:
         """Make sure the directory exists and is linked; wait (reporting why) until it is."""
         while True:
             try:
-                identity = await asyncio.to_thread(self._ensure)
+                handle = await asyncio.to_thread(self._ensure)
             except ManagedDirGoneError as exc:
                 self._report(exc, needs_restart=True)
             except StoreError as exc:
@@ -143,12 +147,12 @@ class DriftWatcher:
                     log.info("the managed directory is usable again")
                     self.unavailable = self.needs_restart = None
                     self._on_status_change()
-                return identity
+                return handle
             await self._sleep()
 
-    def _ensure(self) -> DirIdentity:
+    def _ensure(self) -> int:
         self._store.ensure_managed_dir()
-        return self._store.managed_dir_identity()
+        return self._store.open_managed_dir()
 
     def _report(self, exc: StoreError, *, needs_restart: bool) -> None:
         changed = self.unavailable is None or self.unavailable.reason != exc.reason
@@ -162,15 +166,12 @@ class DriftWatcher:
         if changed:
             self._on_status_change()
 
-    async def _still_watched(self, identity: DirIdentity, observer: Any) -> bool:
+    async def _still_watched(self, handle: int, observer: Any) -> bool:
         await self._sleep()
         if not observer.is_alive():
             log.warning("the inotify watcher stopped; starting it again")
             return False
-        try:
-            return await asyncio.to_thread(self._store.managed_dir_identity) == identity
-        except StoreError:
-            return False
+        return await asyncio.to_thread(self._store.is_current, handle)
 
     async def _sleep(self) -> None:
         with contextlib.suppress(TimeoutError):

@@ -24,7 +24,6 @@ from agent.readiness.profile_status import ProfileView
 from agent.render import render
 from agent.store import ProfileStore, StoreError
 from agent.syncer import Syncer
-from agent.validation.findings import error
 from agent.validation.validate import CompileFn, validate_resource
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ STATE_REFRESH_SECONDS = 0.25
 # event streams said. Jittered, so a fleet of agents restarted together does not list together.
 DEFAULT_RESYNC_SECONDS = 300.0
 RESYNC_JITTER = 0.1
+EVENT_FAILURE_RESYNC_SECONDS = 5.0
 
 
 class ObjectVersion(NamedTuple):
@@ -90,7 +90,9 @@ class NodeAgent:
     _profile_seq: dict[ProfileKey, int] = field(default_factory=dict, init=False)
     _pod_seq: dict[str, int] = field(default_factory=dict, init=False)
     _resync_now: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _resync_due: bool = field(default=False, init=False)
     _relist: asyncio.TimerHandle | None = field(default=None, init=False)
+    _retry_resync: asyncio.TimerHandle | None = field(default=None, init=False)
     _refresh: asyncio.TimerHandle | None = field(default=None, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _reported_failures: dict[ProfileKey, str] = field(default_factory=dict, init=False)
@@ -144,10 +146,9 @@ class NodeAgent:
         self._versions[key] = ObjectVersion(uid, str(meta.get("resourceVersion", "")))
         known = self.catalog.records.get(key)
         if known is None or known.uid != uid or known.generation != generation:
-            if key.is_valid:
-                record = await asyncio.to_thread(self._validate, key, uid, generation, plain(body))
-            else:
-                record = _invalid_name(key, uid, generation)
+            # A name that cannot be a file name (stored under an older, looser CRD) comes back
+            # Invalid from validation; the syncer never turns such a key into a path.
+            record = await asyncio.to_thread(self._validate, key, uid, generation, plain(body))
             record = self.catalog.accept(record)
             if not record.valid:
                 self._report_invalid(record)
@@ -193,6 +194,19 @@ class NodeAgent:
             self.syncer.enqueue(key, time.monotonic())
         self._state_changed()
 
+    def event_handling_failed(self, component: str) -> None:
+        """Call from an `except` block: an event was lost to a bug or a transient fault."""
+        log.exception("could not handle an event; resyncing soon", extra={"component": component})
+        self.metrics.component_failures.labels(component=component).inc()
+        if self._retry_resync is None:
+            self._retry_resync = asyncio.get_running_loop().call_later(
+                EVENT_FAILURE_RESYNC_SECONDS, self._resync_after_failure
+            )
+
+    def _resync_after_failure(self) -> None:
+        self._retry_resync = None
+        self.request_resync()
+
     def request_resync(self) -> None:
         """Resync at once (after a watch restart) instead of at the next period."""
         self._resync_now.set()
@@ -200,12 +214,16 @@ class NodeAgent:
     async def resync_forever(self) -> None:
         """Supervised: a periodic, jittered, level-triggered comparison with the API and disk."""
         while True:
-            delay = self.resync_seconds * random.uniform(1 - RESYNC_JITTER, 1 + RESYNC_JITTER)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._resync_now.wait(), delay)
-            self._resync_now.clear()
+            # Restarted by the supervisor after a failed resync, the due one runs at once.
+            if not self._resync_due:
+                delay = self.resync_seconds * random.uniform(1 - RESYNC_JITTER, 1 + RESYNC_JITTER)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._resync_now.wait(), delay)
+                self._resync_now.clear()
+                self._resync_due = True
             if self.synced:
                 await self.resync()
+            self._resync_due = False
 
     async def resync(self) -> None:
         """Repair whatever the event streams missed: profiles created, changed or deleted
@@ -423,17 +441,6 @@ class NodeAgent:
         if self.synced:
             for callback in self.on_state_change:
                 callback()
-
-
-def _invalid_name(key: ProfileKey, uid: str, generation: int) -> ProfileRecord:
-    """An object whose name cannot be a file name (stored under an older, looser CRD)."""
-    finding = error(
-        "metadata.name",
-        "InvalidName",
-        f"{key} cannot be written to disk: namespace and name must be DNS-1123 labels "
-        "(lower-case letters, digits and '-'); recreate the profile under such a name",
-    )
-    return ProfileRecord(key, uid, generation, None, (finding,))
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

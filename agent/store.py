@@ -96,10 +96,6 @@ class ManagedDirGoneError(StoreError):
     reason = "ManagedDirRemoved"
 
 
-DirIdentity = tuple[int, int]
-"""(st_dev, st_ino) of a directory: tells a directory recreated under the same path apart."""
-
-
 @dataclass(frozen=True)
 class GcResult:
     """What one garbage collection removed, and what it found but left alone; paths sorted."""
@@ -154,27 +150,37 @@ class ProfileStore:
         with contextlib.ExitStack() as stack:
             self._ensure_managed_dir(stack, lock=fcntl.LOCK_SH)
 
-    def managed_dir_identity(self) -> DirIdentity:
-        """Which directory `<root>/seccomp-sync` is now; raises if it is missing or deleted."""
-        path = self.managed_dir
+    def open_managed_dir(self) -> int:
+        """A descriptor of the managed directory as it is now, for watching it (the caller
+        closes it). While it is held the directory's inode cannot be reused, so
+        `is_current` tells a directory recreated under the same path apart for certain."""
+        with _closing(self._open_root()) as root_fd:
+            fd = _open_dir(root_fd, MANAGED_DIR_NAME, self.managed_dir)
+        if fd is None:
+            raise StoreError(self.managed_dir, f"{self.managed_dir} does not exist", "ENOENT")
         try:
-            st = path.lstat()
-        except FileNotFoundError as exc:
-            raise StoreError(path, f"{path} does not exist", "ENOENT") from exc
-        except OSError as exc:
-            raise _io_error(path, "inspect", exc) from exc
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePathError(path, f"{path} is a {_kind(st.st_mode)}, not a directory")
-        if st.st_nlink == 0:
-            # Still reachable by this path, yet deleted: a bind mount whose source was removed
-            # on the host. Nothing written here would reach the container runtime.
-            raise ManagedDirGoneError(
-                path,
-                f"{path} was deleted on the host while mounted into this container; files "
-                "written there are invisible to the container runtime. Restart the agent's pod "
-                "to mount it again.",
-            )
-        return st.st_dev, st.st_ino
+            if os.fstat(fd).st_nlink == 0:
+                # Still reachable by this path, yet deleted: a bind mount whose source was
+                # removed on the host. Nothing written here would reach the container runtime.
+                raise ManagedDirGoneError(
+                    self.managed_dir,
+                    f"{self.managed_dir} was deleted on the host while mounted into this "
+                    "container; files written there are invisible to the container runtime. "
+                    "Restart the agent's pod to mount it again.",
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def is_current(self, fd: int) -> bool:
+        """True while `fd` (from `open_managed_dir`) is still the managed directory."""
+        try:
+            held = os.fstat(fd)
+            now = self.managed_dir.lstat()
+        except OSError:
+            return False
+        return held.st_nlink > 0 and (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
 
     def write(self, namespace: str, name: str, content: bytes) -> WriteOutcome:
         """Make the profile's bytes equal `content`, atomically and durably; no-op if they are."""

@@ -40,13 +40,21 @@ def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.Op
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection
 
+    # kopf never retries on.event handlers: an event whose handling failed would be lost until
+    # something else touched the object. The agent logs and counts it and resyncs soon instead.
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
     async def profile_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        await agent.on_profile_event(event["type"], body)
+        try:
+            await agent.on_profile_event(event["type"], body)
+        except Exception:
+            agent.event_handling_failed("profile-events")
 
     @kopf.on.event("v1", "pods", registry=registry)
     async def pod_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        agent.on_pod_event(event["type"], body)
+        try:
+            agent.on_pod_event(event["type"], body)
+        except Exception:
+            agent.event_handling_failed("pod-events")
 
     return registry
 
