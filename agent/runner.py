@@ -18,7 +18,7 @@ from agent.catalog import ProfileCatalog
 from agent.drift import DriftWatcher
 from agent.health import build_app, start_server
 from agent.kube.aggregator import StatusAggregator
-from agent.kube.client import api_client, kopf_connection, load_configuration
+from agent.kube.client import api_client, api_unavailable, kopf_connection, load_configuration
 from agent.kube.events import EventRecorder
 from agent.kube.handlers import build_registry, quiet_kopf_loggers
 from agent.kube.leader import LeaderElector
@@ -67,7 +67,10 @@ async def serve(settings: Settings) -> None:
     store = ProfileStore(settings.root)
     await asyncio.to_thread(store.ensure_managed_dir)
     metrics = Metrics()
-    supervisor = Supervisor(lambda name: metrics.component_failures.labels(component=name).inc())
+    supervisor = Supervisor(
+        lambda name: metrics.component_failures.labels(component=name).inc(),
+        expected=api_unavailable,
+    )
     with Compiler() as compiler:
         agent = NodeAgent(
             node_name=settings.node_name,

@@ -61,11 +61,16 @@ class Supervisor:
         self,
         on_failure: Callable[[str], None] = lambda _: None,
         *,
+        expected: Callable[[BaseException], bool] = lambda _: False,
         initial_backoff: float = INITIAL_BACKOFF_SECONDS,
         max_backoff: float = MAX_BACKOFF_SECONDS,
         stable_seconds: float = STABLE_SECONDS,
     ) -> None:
         self._on_failure = on_failure
+        # Failures a restart of the pod cannot cure (the API server is unreachable): retried
+        # with the same backoff, logged without a traceback, and never held against liveness,
+        # or an API outage would make the kubelet restart every agent in the cluster.
+        self._expected = expected
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._stable_seconds = stable_seconds
@@ -112,6 +117,15 @@ class Supervisor:
                 state.running = False
                 raise
             except Exception as exc:
+                if self._expected(exc):
+                    log.warning(
+                        "component waiting for the API; retrying",
+                        extra={"component": state.name, "error": str(exc)[:300]},
+                    )
+                    state.running = False
+                    await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                    backoff = min(backoff * 2, self._max_backoff)
+                    continue
                 error: str = f"{type(exc).__name__}: {exc}"
                 log.exception("component failed; restarting it", extra={"component": state.name})
             else:

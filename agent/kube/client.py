@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+import aiohttp
 import kopf
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 # (connect, read) seconds for every API call of our own: a hung connection must fail, be logged
 # and retried, never block a part of the agent for good. Watches have their own timeouts.
@@ -50,3 +53,11 @@ def kopf_connection(configuration: client.Configuration) -> kopf.ConnectionInfo:
         default_namespace=None,
         priority=100,
     )
+
+
+def api_unavailable(exc: BaseException) -> bool:
+    """The API server could not be reached or answered that it cannot serve now: waiting and
+    retrying is the cure, not restarting the agent."""
+    if isinstance(exc, ApiException):
+        return exc.status in (0, None, 429) or exc.status >= 500
+    return isinstance(exc, ConnectionError | TimeoutError | HTTPError | aiohttp.ClientError)

@@ -24,6 +24,7 @@ from typing import Any
 import agent.store as store_module
 from agent.catalog import ProfileCatalog, ProfileKey
 from agent.drift import DriftWatcher
+from agent.kube.client import api_unavailable
 from agent.metrics import Metrics
 from agent.model import OciSeccomp
 from agent.node_agent import NodeAgent, ObjectVersion, PodRefs
@@ -189,7 +190,10 @@ class Harness:
         self.ready_calls = 0
         self.agent.on_ready.append(self._on_ready)
         self.supervisor = Supervisor(
-            self.failed_components.append, initial_backoff=0.01, max_backoff=0.05
+            self.failed_components.append,
+            expected=api_unavailable,
+            initial_backoff=0.01,
+            max_backoff=0.05,
         )
         self.supervisor.add("syncer", self.agent.syncer.run, liveness=self.agent.syncer.stalled)
         self.supervisor.add("initial-sync", self.agent.initial_sync, oneshot=True)

@@ -153,3 +153,36 @@ def test_names_are_unique() -> None:
     supervisor.add("a", part)
     with pytest.raises(ValueError, match="already supervised"):
         supervisor.add("a", part)
+
+
+def test_expected_failures_are_retried_but_never_fail_liveness() -> None:
+    failed: list[str] = []
+    supervisor = Supervisor(
+        failed.append,
+        expected=lambda exc: isinstance(exc, ConnectionRefusedError),
+        initial_backoff=0.001,
+        max_backoff=0.002,
+    )
+    runs = 0
+
+    async def part() -> None:
+        nonlocal runs
+        runs += 1
+        if runs < 20:
+            raise ConnectionRefusedError("the API server is down")
+        await asyncio.Event().wait()
+
+    supervisor.add("resync", part)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(supervisor.run())
+        while runs < 20:
+            assert supervisor.problems() == {}
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    _run(scenario())
+    assert failed == []
+    assert supervisor.components["resync"].failures == 0
