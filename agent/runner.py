@@ -106,6 +106,7 @@ async def serve(settings: Settings) -> None:
         if settings.aggregate_status:
             supervisor.add("status-election", lambda: _elect(api, settings, agent, metrics))
 
+        metrics.watch_components([*supervisor.components, "profile-events", "pod-events"])
         app = build_app(metrics.registry, agent.not_ready_reason, supervisor.problems)
         http, port = await start_server(app, settings.http_host, settings.http_port)
         parts = asyncio.create_task(supervisor.run(), name="supervisor")
