@@ -62,6 +62,12 @@ class Metrics:
             "Writes refused because a symlink or foreign file sat in the managed tree.",
             registry=r,
         )
+        self.resync_duration = Histogram(
+            f"{PREFIX}_resync_duration_seconds",
+            "Time one periodic resync took (listing, fetching what changed, comparing the disk).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
         self.watch_restarts = Counter(
             f"{PREFIX}_watch_restarts_total",
             "Watch streams that had to list again (410 Gone, API server restart).",

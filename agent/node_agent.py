@@ -233,6 +233,7 @@ class NodeAgent:
         only when their version differs from the last one seen. Raises when the API cannot be
         read (the supervisor retries with backoff).
         """
+        started = time.monotonic()
         snapshot = self._seq
         listed = await asyncio.to_thread(self.list_profiles)
         fetched = 0
@@ -259,6 +260,7 @@ class NodeAgent:
         self._profile_seq = {k: n for k, n in self._profile_seq.items() if n > snapshot}
         self.resyncs += 1
         self.metrics.last_full_sync.set(time.time())
+        self.metrics.resync_duration.observe(time.monotonic() - started)
         if fetched or gone:
             log.info("resync repaired missed events", extra={"fetched": fetched, "gone": len(gone)})
 

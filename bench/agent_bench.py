@@ -111,12 +111,15 @@ def cold_start(cluster: Cluster, work: Path, count: int) -> dict[str, Any]:
         "--namespace",
         namespace,
         "--no-aggregate-status",
+        "--resync-seconds",
+        str(RESYNC_SECONDS),
     )
     begin = time.perf_counter()
     agent.start()
     try:
         agent.wait_ready(timeout=600)
         elapsed = time.perf_counter() - begin
+        resync = resync_cost(cluster, agent)
         on_disk = len(list((root / "seccomp-sync" / namespace).glob("*.json")))
         assert agent.process is not None
         agent_stats = process_tree_stats(agent.process.pid, children=False)
@@ -129,6 +132,7 @@ def cold_start(cluster: Cluster, work: Path, count: int) -> dict[str, Any]:
             "compile_worker_peak_rss_mb": round(worker_stats["peak_rss_mb"], 1),
             "agent_cpu_seconds": round(agent_stats["cpu_seconds"], 2),
             "create_objects_seconds": round(created, 1),
+            "resync": resync,
             "agent_errors": [
                 line.get("msg", "") + " " + str(line.get("error", ""))
                 for line in agent.log_lines()
@@ -138,6 +142,42 @@ def cold_start(cluster: Cluster, work: Path, count: int) -> dict[str, Any]:
     finally:
         agent.stop()
         cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+RESYNC_SECONDS = 4.0
+
+
+def resync_cost(cluster: Cluster, agent: AgentProcess, resyncs: int = 3) -> dict[str, Any]:
+    """The periodic resync with nothing changed: its duration (the agent's own histogram),
+    and the API requests it makes on profiles per resync."""
+    count_metric = "seccomp_sync_resync_duration_seconds_count"
+    first = agent.metric(count_metric)
+    before = apiserver_counters(cluster)
+    deadline = time.monotonic() + RESYNC_SECONDS * (resyncs + 4) * 3
+    while agent.metric(count_metric) < first + resyncs and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = apiserver_counters(cluster)
+    done = agent.metric(count_metric)
+    total = agent.metric("seccomp_sync_resync_duration_seconds_sum")
+    runs = max(done, 1.0)
+    per = max(done - first, 1.0)
+    return {
+        "mean_seconds": round(total / runs, 3),
+        "profile_lists_per_resync": round(
+            counter_delta(
+                before, after, "apiserver_request_total", verb="LIST", resource="seccompprofiles"
+            )
+            / per,
+            1,
+        ),
+        "profile_gets_per_resync": round(
+            counter_delta(
+                before, after, "apiserver_request_total", verb="GET", resource="seccompprofiles"
+            )
+            / per,
+            1,
+        ),
+    }
 
 
 def idle_cost(cluster: Cluster, work: Path, seconds: float) -> dict[str, Any]:
@@ -242,6 +282,15 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{cold['seconds_to_ready']} s / {cold['agent_peak_rss_mb']} MB "
                 f"(+ compile worker {cold['compile_worker_peak_rss_mb']} MB; "
                 f"{cold['files_on_disk']} files)",
+            )
+        )
+        rows.append(
+            (
+                f"periodic resync, {cold['profiles']} profiles",
+                "s / API requests",
+                f"{cold['resync']['mean_seconds']} s / "
+                f"{cold['resync']['profile_lists_per_resync']} LIST pages + "
+                f"{cold['resync']['profile_gets_per_resync']} GETs per resync (nothing changed)",
             )
         )
     idle = results["idle"]
