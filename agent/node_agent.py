@@ -7,6 +7,7 @@ and the only API calls go through the callables handed in (events, listings).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord
+from agent.compile_retry import CompileRetries
 from agent.metrics import Metrics
 from agent.pod_refs import profiles_used_by
 from agent.readiness.node_report import build_status
@@ -21,6 +23,8 @@ from agent.readiness.profile_status import ProfileView
 from agent.render import render
 from agent.store import ProfileStore, StoreError
 from agent.syncer import Syncer
+from agent.validation.compiler import TransientCompileError
+from agent.validation.lanes import ValidationLanes
 from agent.validation.validate import CompileFn, validate_resource
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,10 @@ class NodeAgent:
     on_profile_change: list[Callable[[ProfileKey], None]] = field(default_factory=list)
     # Called whenever this node's per-profile state may have changed (the node-status writer).
     on_state_change: list[Callable[[], None]] = field(default_factory=list)
+    # Cheap profiles validate on threads of their own, never queued behind expensive ones.
+    validation_lanes: ValidationLanes = field(default_factory=ValidationLanes)
     syncer: Syncer = field(init=False)
+    compile_retries: CompileRetries = field(init=False)
     synced: bool = field(default=False, init=False)
     _seen: set[ProfileKey] = field(default_factory=set, init=False)
     _uids: dict[ProfileKey, str] = field(default_factory=dict, init=False)
@@ -73,6 +80,7 @@ class NodeAgent:
             on_change=self._state_changed,
             in_use=self.in_use,
         )
+        self.compile_retries = CompileRetries(self._retry_compile)
 
     @property
     def ready(self) -> bool:
@@ -83,9 +91,11 @@ class NodeAgent:
         received = time.monotonic()
         meta = body.get("metadata", {})
         key = ProfileKey(str(meta.get("namespace")), str(meta.get("name")))
+        self.compile_retries.supersede(key)  # this event is newer than any pending retry
         if event_type is None and self.synced:
             self._schedule_relist_check()
         if event_type == "DELETED":
+            self.compile_retries.forget({key})
             self.catalog.forget(key)
             self._uids.pop(key, None)
             self.syncer.enqueue(key, received)
@@ -96,7 +106,24 @@ class NodeAgent:
         self._uids[key] = uid
         known = self.catalog.records.get(key)
         if known is None or known.uid != uid or known.generation != generation:
-            record = await asyncio.to_thread(self._validate, key, uid, generation, plain(body))
+            spec = body.get("spec")
+            architectures = spec.get("architectures") if isinstance(spec, Mapping) else None
+            try:
+                record = await self.validation_lanes.run(
+                    spec,
+                    len(architectures or self.architectures),
+                    functools.partial(self._validate, key, uid, generation, plain(body)),
+                )
+            except TransientCompileError as exc:
+                # No verdict on the profile: cache nothing, blame nobody, try again later.
+                self.compile_retries.failed(key, body, str(exc))
+                return
+            self.compile_retries.succeeded(key)
+            latest = self.catalog.records.get(key)
+            if self._uids.get(key) != uid or (
+                latest is not None and latest.uid == uid and latest.generation > generation
+            ):
+                return  # a retry raced a newer event or a deletion: the newer one stands
             record = self.catalog.accept(record)
             if not record.valid:
                 self._report_invalid(record)
@@ -210,10 +237,14 @@ class NodeAgent:
             log.warning("listing after watch restart failed; retrying", extra={"error": str(exc)})
             self._schedule_relist_check()
             return
+        self.compile_retries.forget(self.compile_retries.pending() - present)
         for key in set(self.catalog.records) - present:
             log.info("profile deleted while the watch was down", extra={"profile": str(key)})
             self.catalog.forget(key)
             self.syncer.enqueue(key)
+
+    async def _retry_compile(self, key: ProfileKey, body: Mapping[str, Any]) -> None:
+        await self.on_profile_event("MODIFIED", body)
 
     def _validate(
         self, key: ProfileKey, uid: str, generation: int, body: dict[str, Any]
