@@ -1,16 +1,15 @@
 """Estimate what compiling a profile with libseccomp will cost, from its shape alone.
 
-Pure: no I/O, no libseccomp. The compiler uses the estimate twice: to refuse, before compiling,
+Pure: no I/O, no libseccomp. The estimate is used twice: validation refuses, before compiling,
 a profile that would hold a worker for seconds (a finding a user can act on, cached like any
-other verdict), and to send cheap profiles to a lane of their own so they never queue behind
-expensive ones.
+other verdict), and the compiler and the agent send cheap profiles to a lane of their own so they
+never queue behind expensive ones.
 
 What drives the cost (measured with `python -m bench.compile_cost_bench`, libseccomp 2.5.4):
 libseccomp keeps, per syscall, a decision tree over the argument conditions of its rules.
 - Equality tests (`SCMP_CMP_EQ`, `SCMP_CMP_MASKED_EQ`) on the same arguments exclude each other:
   the tree grows with the number of conditions and building it is quadratic in them (512 rules
-  x 6 arguments on one syscall: about 0.5 s).
-  Rules that test different arguments cost no more.
+  x 6 arguments on one syscall: about 0.5 s). Rules that test different arguments cost no more.
 - Range tests (`NE`, `LT`, `LE`, `GE`, `GT`) overlap: libseccomp copies every rule into every
   branch it may share, and the tree is the product over the arguments of (distinct tests + 1).
   Compile time grows with about the fourth power of that: 12 rules x 3 `GT` arguments take
@@ -51,7 +50,7 @@ _NODE_CAP: Final = 10**9  # beyond this the estimate is "forever" anyway; keeps 
 # Refuse what would take longer than this here: a tenth of the compiler's 10 s timeout, so a node
 # several times slower than the development machine still finishes well inside it.
 COMPILE_BUDGET_SECONDS: Final = 1.0
-# Real-world profiles (Docker's, Podman's, SPO's) estimate at 2-5 ms per architecture.
+# Real-world profiles (Docker's, Podman's, SPO's) estimate at 0.4-4 ms per architecture.
 CHEAP_LANE_BELOW_SECONDS: Final = 0.05
 
 
@@ -126,7 +125,8 @@ def budget_findings(cost: CompileCost, prefix: str = "spec.") -> list[Finding]:
     heaviest = cost.heaviest
     archs = f"{cost.architectures} architecture{'s' if cost.architectures != 1 else ''}"
     head = (
-        f"compiling this profile for {archs} would take libseccomp about {_duration(cost.seconds)}"
+        f"libseccomp would need an estimated {_duration(cost.seconds)} to compile this profile "
+        f"for {archs}"
     )
     budget = f"over the compile budget of {COMPILE_BUDGET_SECONDS:g} s per profile"
     if heaviest is None or heaviest.seconds * cost.architectures < cost.seconds / 2:
@@ -166,7 +166,7 @@ def _advice(cost: SyscallCost) -> str:
 
 def _duration(seconds: float) -> str:
     if seconds >= 3600:
-        return "more than an hour"
+        return "over an hour"
     if seconds >= 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.1f} s"
