@@ -167,3 +167,58 @@ def test_a_newer_generation_supersedes_a_pending_retry(tmp_path: Path) -> None:
 
     with Compiler() as compiler:
         asyncio.run(scenario(compiler))
+
+
+def expensive_body(name: str) -> dict[str, Any]:
+    """512 rules x 6 equality conditions on one syscall: allowed, about half a second to compile."""
+    rules = [
+        {
+            "names": ["personality"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": i, "value": v * 7 + i, "op": "SCMP_CMP_EQ"} for i in range(6)],
+        }
+        for v in range(512)
+    ]
+    noisy = body()
+    noisy["metadata"] = {**noisy["metadata"], "name": name, "uid": f"u-{name}"}
+    noisy["spec"] = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules}
+    return noisy
+
+
+def test_a_trivial_profile_gets_its_verdict_while_expensive_ones_still_compile(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "root").mkdir()
+    store = ProfileStore(tmp_path / "root")
+    noisy = [expensive_body(f"noisy-{i}") for i in range(6)]  # as many as the default pool
+    trivial_key = ProfileKey("team-a", "web")
+
+    async def scenario(compiler: Compiler) -> list[str]:
+        agent = NodeAgent(
+            node_name="node-1",
+            architectures=[X86_64],
+            catalog=ProfileCatalog(),
+            store=store,
+            metrics=Metrics(),
+            compile_profile=compiler.compile,
+            events=RecordedEvents(),
+            **api_reads(),
+        )
+        done: list[str] = []
+
+        async def handle(event: dict[str, Any]) -> None:
+            await agent.on_profile_event("ADDED", event)
+            done.append(event["metadata"]["name"])
+
+        tasks = [asyncio.create_task(handle(event)) for event in noisy]
+        await asyncio.sleep(0.05)  # the expensive ones arrived first
+        await handle(body())
+        await asyncio.gather(*tasks)
+        assert agent.catalog.records[trivial_key].valid
+        agent.validation_lanes.shutdown()
+        return done
+
+    with Compiler() as compiler:
+        done = asyncio.run(scenario(compiler))
+    # Ordering, not wall-clock: the trivial verdict comes before at least five of the six.
+    assert done.index("web") <= 1, done
