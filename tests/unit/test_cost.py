@@ -65,6 +65,10 @@ def real_world(shared_profiles_dir: Path) -> list[tuple[str, Any, int]]:
         ("containers-common default", docker_to_oci(podman), 3),
         ("SPO base profile", spo["spec"], 1),
     ]
+    spo_examples = (shared_profiles_dir / "spo-seccompprofile.yaml").read_text()
+    for document in yaml.safe_load_all(spo_examples):
+        if document:
+            found.append((document["metadata"]["name"], document["spec"], 1))
     for path in sorted((REPO / "examples").glob("*.yaml")):
         spec = yaml.safe_load(path.read_text())["spec"]
         found.append((path.name, spec, len(spec.get("architectures") or [X86_64])))
