@@ -10,13 +10,14 @@ from dataclasses import asdict
 from typing import Any
 
 from agent.documents import Document, UnreadableInputError, read_documents
-from agent.validation.compiler import Compiler
+from agent.validation.compiler import Compiler, TransientCompileError
 from agent.validation.syscall_names import native_architecture
 from agent.validation.validate import CompileFn, ResourceReport, validate_resource, validate_spec
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_NO_VERDICT = 3  # the compiler failed for a reason unrelated to the profile
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,10 +72,18 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"seccomp-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with Compiler() as compiler:
-        reports = [
-            (doc, _validate_document(doc, architectures, node_architectures, compiler.compile))
-            for doc in documents
-        ]
+        try:
+            reports = [
+                (doc, _validate_document(doc, architectures, node_architectures, compiler.compile))
+                for doc in documents
+            ]
+        except TransientCompileError as exc:
+            print(
+                "seccomp-agent: could not compile (not a verdict on the profile; try again): "
+                f"{exc}",
+                file=sys.stderr,
+            )
+            return EXIT_NO_VERDICT
     if args.output == "json":
         print(json.dumps(_as_json(reports), indent=2))
     else:

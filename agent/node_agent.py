@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord
+from agent.compile_retry import CompileRetries
 from agent.metrics import Metrics
 from agent.pod_refs import profiles_used_by
 from agent.readiness.node_report import build_status
@@ -24,6 +26,8 @@ from agent.readiness.profile_status import ProfileView
 from agent.render import render
 from agent.store import ProfileStore, StoreError
 from agent.syncer import Syncer
+from agent.validation.compiler import TransientCompileError
+from agent.validation.lanes import ValidationLanes
 from agent.validation.validate import CompileFn, validate_resource
 
 log = logging.getLogger(__name__)
@@ -78,7 +82,10 @@ class NodeAgent:
     on_profile_change: list[Callable[[ProfileKey], None]] = field(default_factory=list)
     # Called whenever this node's per-profile state may have changed (the node-status writer).
     on_state_change: list[Callable[[], None]] = field(default_factory=list)
+    # Cheap profiles validate on threads of their own, never queued behind expensive ones.
+    validation_lanes: ValidationLanes = field(default_factory=ValidationLanes)
     syncer: Syncer = field(init=False)
+    compile_retries: CompileRetries = field(init=False)
     synced: bool = field(default=False, init=False)
     was_ready: bool = field(default=False, init=False)
     resyncs: int = field(default=0, init=False)
@@ -107,6 +114,7 @@ class NodeAgent:
             on_change=self._state_changed,
             in_use=self.in_use,
         )
+        self.compile_retries = CompileRetries(self._retry_compile)
 
     @property
     def ready(self) -> bool:
@@ -119,6 +127,12 @@ class NodeAgent:
         problem = self.disk_problem()
         if problem is not None:
             return f"managed directory unusable ({problem.reason}): {problem}"
+        waiting = self.compile_retries.pending()
+        if waiting:
+            return (
+                f"{len(waiting)} profile(s) wait for a compile retry (the compiler failed for a "
+                f"reason unrelated to them), e.g. {min(waiting)}"
+            )
         failing = self.syncer.errors
         if failing:
             reasons = Counter(exc.reason for exc in failing.values())
@@ -132,6 +146,7 @@ class NodeAgent:
         received = time.monotonic()
         meta = body.get("metadata", {})
         key = ProfileKey(str(meta.get("namespace")), str(meta.get("name")))
+        self.compile_retries.supersede(key)  # this event is newer than any pending retry
         self._seq += 1
         self._profile_seq[key] = self._seq
         if event_type is None and self.synced:
@@ -148,7 +163,25 @@ class NodeAgent:
         if known is None or known.uid != uid or known.generation != generation:
             # A name that cannot be a file name (stored under an older, looser CRD) comes back
             # Invalid from validation; the syncer never turns such a key into a path.
-            record = await asyncio.to_thread(self._validate, key, uid, generation, plain(body))
+            spec = body.get("spec")
+            architectures = spec.get("architectures") if isinstance(spec, Mapping) else None
+            try:
+                record = await self.validation_lanes.run(
+                    spec,
+                    len(architectures or self.architectures),
+                    functools.partial(self._validate, key, uid, generation, plain(body)),
+                )
+            except TransientCompileError as exc:
+                # No verdict on the profile: cache nothing, blame nobody, try again later.
+                self.compile_retries.failed(key, body, str(exc))
+                return
+            self.compile_retries.succeeded(key)
+            latest = self.catalog.records.get(key)
+            version = self._versions.get(key)
+            if (version is None or version.uid != uid) or (
+                latest is not None and latest.uid == uid and latest.generation > generation
+            ):
+                return  # a retry raced a newer event or a deletion: the newer one stands
             record = self.catalog.accept(record)
             if not record.valid:
                 self._report_invalid(record)
@@ -246,7 +279,7 @@ class NodeAgent:
                 await self.on_profile_event("RESYNC", body)
         gone = [
             key
-            for key in set(self.catalog.records) - set(listed)
+            for key in (set(self.catalog.records) | self.compile_retries.pending()) - set(listed)
             if self._profile_seq.get(key, 0) <= snapshot
         ]
         for key in gone:
@@ -334,6 +367,7 @@ class NodeAgent:
         self.catalog.forget(key)
         self._versions.pop(key, None)
         self._reported_failures.pop(key, None)
+        self.compile_retries.forget({key})
         self.syncer.forget(key)
 
     def _set_pod_refs(self, uid: str, refs: frozenset[ProfileKey]) -> None:
@@ -351,6 +385,9 @@ class NodeAgent:
             if self._pod_seq.get(uid, 0) <= snapshot:
                 self._set_pod_refs(uid, listed.get(uid, frozenset()))
         self._pod_seq = {uid: n for uid, n in self._pod_seq.items() if n > snapshot}
+
+    async def _retry_compile(self, key: ProfileKey, body: Mapping[str, Any]) -> None:
+        await self.on_profile_event("MODIFIED", body)
 
     def _validate(
         self, key: ProfileKey, uid: str, generation: int, body: dict[str, Any]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from bench import store_bench, validate_bench
+from bench import compile_cost_bench, noisy_neighbour_bench, store_bench, validate_bench
 
 
 def main() -> int:
     print("== libseccomp compile (bench.validate_bench)")
     validate_bench.main([])
+    print("\n== compile cost model vs. libseccomp (bench.compile_cost_bench)")
+    compile_cost_bench.main([])
+    print("\n== noisy neighbours (bench.noisy_neighbour_bench)")
+    noisy_neighbour_bench.main([])
     print("\n== profile store (bench.store_bench)")
     store_bench.main([])
     return 0

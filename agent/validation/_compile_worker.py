@@ -8,7 +8,8 @@ Protocol on stdin/stdout; every message is a 4-byte big-endian length, then UTF-
   request:   {"architectures": ["SCMP_ARCH_X86_64", ...], "profile": {OCI seccomp object}}
   responses: one per architecture, in request order, each sent as soon as it is ready:
              {"architecture": str, "instructions": int | null, "error": str | null,
-              "rule_path": str | null}
+              "rule_path": str | null, "transient": bool}
+`transient` marks a failure of this machine (out of memory or descriptors), not of the profile.
 Streaming one answer per architecture tells the parent which architecture was being compiled
 when the process died. End of input ends the process.
 
@@ -145,6 +146,10 @@ class ProfileError(Exception):
         self.message = message
 
 
+class ResourceError(Exception):
+    """libseccomp ran short of memory or descriptors: the machine's fault, not the profile's."""
+
+
 class FilterBuilder:
     """Compiles OCI profiles; keeps what can be reused between compiles (name lookups, a memfd)."""
 
@@ -158,6 +163,10 @@ class FilterBuilder:
         """One response message: the instruction count, or why the filter cannot be built."""
         try:
             count = self._instructions(profile, architecture)
+        except ResourceError as exc:
+            return _response(architecture, None, str(exc), transient=True)
+        except MemoryError:
+            return _response(architecture, None, "out of memory while compiling", transient=True)
         except ProfileError as exc:
             return _response(architecture, None, exc.message, exc.path)
         except Exception as exc:  # a bug here must not take the worker down with it
@@ -307,7 +316,13 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# libseccomp returns these when the machine runs short, whatever the profile.
+_RESOURCE_ERRNOS: Final = frozenset({errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.EAGAIN})
+
+
 def _refusal(what: str, exc: OSError) -> str:
+    if exc.errno in _RESOURCE_ERRNOS:
+        raise ResourceError(f"libseccomp ran out of resources on {what}: {_errno_name(exc)}")
     hint = _ERRNO_HINTS.get(exc.errno or 0, "")
     return f"libseccomp refused {what}: {_errno_name(exc)}{hint}"
 
@@ -325,13 +340,19 @@ _ERRNO_HINTS: Final[Mapping[int, str]] = {
 
 
 def _response(
-    architecture: str, instructions: int | None, error: str | None, rule_path: str | None = None
+    architecture: str,
+    instructions: int | None,
+    error: str | None,
+    rule_path: str | None = None,
+    *,
+    transient: bool = False,
 ) -> dict[str, Any]:
     return {
         "architecture": architecture,
         "instructions": instructions,
         "error": error,
         "rule_path": rule_path,
+        "transient": transient,
     }
 
 
@@ -340,9 +361,19 @@ def _run_test_hook(profile: Any, architecture: str) -> None:
     hook = profile.get(TEST_HOOK_KEY) if isinstance(profile, Mapping) else None
     if not isinstance(hook, Mapping) or hook.get("architecture") != architecture:
         return
-    if hook.get("action") == "segv":
+    action = hook.get("action")
+    # "...-once" hooks act only while their marker file does not exist, and create it: the
+    # first attempt fails, a retry on a fresh worker does not.
+    marker = hook.get("marker")
+    if isinstance(action, str) and action.endswith("-once") and isinstance(marker, str):
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        action = action.removesuffix("-once")
+    if action == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)
-    elif hook.get("action") == "hang":
+    elif action == "hang":
         time.sleep(3600)
 
 

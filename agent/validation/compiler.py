@@ -4,6 +4,14 @@ libseccomp is C and can crash (or run for minutes) on absurd input, so it runs i
 child process (`_compile_worker.py`): a crash or a stall costs that one profile an error result
 and the next call starts a fresh worker. Keeping the worker alive between calls is what makes a
 compile cheap (a few milliseconds), as opposed to paying an interpreter start-up per profile.
+
+Every failure says whether it is the profile's fault (`transient=False`: libseccomp refused it,
+or crashed on it twice, each time in a fresh worker) or the machine's (`transient=True`: the
+worker was killed from outside, hung past the deadline, could not start, ran out of memory or
+descriptors). Only the first kind may be cached as a verdict on the profile.
+
+Two lanes, each with its own worker, keep cheap profiles from queueing behind expensive ones:
+`cost.estimate` sends a profile to the cheap lane or the expensive one (started on first use).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from agent.validation import _compile_worker
+from agent.validation.cost import Lane, estimate
 
 WORKER_SCRIPT: Final = Path(_compile_worker.__file__)
 _READ_CHUNK: Final = 1 << 16
@@ -42,15 +51,30 @@ class ArchCompileResult:
     instructions: int | None  # BPF instruction count when compiled
     error: str | None  # human-readable reason when it failed
     rule_path: str | None = None  # e.g. "spec.syscalls[3]" when a specific rule made it fail
+    # The failure says nothing about the profile (worker killed, hung, no descriptors...):
+    # compile it again later rather than report it as invalid.
+    transient: bool = False
+
+
+class TransientCompileError(Exception):
+    """The compile failed for a reason unrelated to the profile; try again later."""
+
+    def __init__(self, results: Sequence[ArchCompileResult]) -> None:
+        failed = [r for r in results if r.transient]
+        super().__init__("; ".join(f"{r.architecture}: {r.error}" for r in failed))
+        self.results = tuple(results)
 
 
 class Compiler:
-    """Compiles profiles in a worker process; shareable between threads (calls are serialised)."""
+    """Compiles profiles in worker processes; shareable between threads.
+
+    Calls in one lane are serialised (one worker each); the cheap lane never waits for the
+    expensive one.
+    """
 
     def __init__(self, timeout_seconds: float = 10.0) -> None:
         self._timeout = timeout_seconds
-        self._lock = threading.Lock()
-        self._worker: _Worker | None = None
+        self._lanes = {lane: _LaneWorker(lane) for lane in Lane}
         self._closed = False
 
     def compile(
@@ -58,8 +82,8 @@ class Compiler:
     ) -> list[ArchCompileResult]:
         """One result per architecture, in order; never raises for a bad or hostile profile.
 
-        The whole call takes at most about `timeout_seconds`: architectures still waiting when
-        it runs out get an error result too.
+        The whole call takes at most about `timeout_seconds` once its lane is free:
+        architectures still waiting when it runs out get a (transient) error result too.
         """
         try:
             # Numbers pass through as JSON integers of any size; the worker range-checks them.
@@ -67,23 +91,22 @@ class Compiler:
         except (TypeError, ValueError) as exc:
             reason = f"the profile is not plain JSON data: {exc}"
             return [ArchCompileResult(arch, None, reason) for arch in architectures]
-        with self._lock:
+        lane = self._lanes[estimate(profile, len(architectures)).lane]
+        with lane.lock:
             if self._closed:
                 raise RuntimeError("Compiler.compile() called after close()")
-            deadline = time.monotonic() + self._timeout
-            results: list[ArchCompileResult] = []
-            # A pass ends early only when the worker crashed on one architecture: the ones after
-            # it get a fresh worker rather than a blanket failure.
-            while len(results) < len(architectures):
-                remaining = architectures[len(results) :]
-                results += self._compile_in_worker(profile_json, remaining, deadline)
-            return results
+            return lane.compile(profile_json, architectures, self._timeout)
+
+    def lane_busy(self, lane: Lane) -> bool:
+        """Whether a compile holds that lane now (for tests and benchmarks)."""
+        return self._lanes[lane].lock.locked()
 
     def close(self) -> None:
-        """Stop the worker; the compiler cannot be used afterwards."""
-        with self._lock:
-            self._closed = True
-            self._discard_worker()
+        """Stop the workers; the compiler cannot be used afterwards."""
+        self._closed = True
+        for lane in self._lanes.values():
+            with lane.lock:
+                lane.discard_worker()
 
     def __enter__(self) -> Compiler:
         return self
@@ -96,17 +119,43 @@ class Compiler:
     ) -> None:
         self.close()
 
+
+class _LaneWorker:
+    """One lane: a lock and the worker process it serialises (started on first use)."""
+
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self.lock = threading.Lock()
+        self._worker: _Worker | None = None
+
+    def compile(
+        self, profile_json: str, architectures: Sequence[str], timeout: float
+    ) -> list[ArchCompileResult]:
+        deadline = time.monotonic() + timeout
+        results: list[ArchCompileResult] = []
+        crashed: set[str] = set()
+        # A pass ends early only when the worker crashed on one architecture: that one is tried
+        # once more, and the ones after it, on a fresh worker rather than a blanket failure.
+        while len(results) < len(architectures):
+            remaining = architectures[len(results) :]
+            results += self._compile_in_worker(profile_json, remaining, deadline, timeout, crashed)
+        return results
+
     def _compile_in_worker(
-        self, profile_json: str, architectures: Sequence[str], deadline: float
+        self,
+        profile_json: str,
+        architectures: Sequence[str],
+        deadline: float,
+        timeout: float,
+        crashed: set[str],
     ) -> list[ArchCompileResult]:
         """Results for a prefix of `architectures` (all of them unless the worker crashed)."""
         try:
             worker = self._running_worker()
         except OSError as exc:
-            return [
-                ArchCompileResult(arch, None, f"cannot start the libseccomp worker: {exc}")
-                for arch in architectures
-            ]
+            # EMFILE, ENOMEM, EAGAIN: the machine, not the profile.
+            reason = f"cannot start the libseccomp worker: {exc}"
+            return [ArchCompileResult(arch, None, reason, transient=True) for arch in architectures]
         request = _request(profile_json, architectures)
         results: list[ArchCompileResult] = []
         try:
@@ -114,31 +163,36 @@ class Compiler:
             for arch in architectures:
                 results.append(worker.receive(arch, deadline))
         except _WorkerTimeoutError:
-            self._discard_worker(kill=True)
+            # With the cost bounded up front (cost.py), a compile that overruns means a stalled
+            # or starved worker, not a profile to blame.
+            self.discard_worker(kill=True)
             stuck, *skipped = architectures[len(results) :]
             reason = (
-                f"libseccomp did not finish compiling for {stuck} within {self._timeout:g} s "
-                "(the profile is too large or pathological)"
+                f"libseccomp did not finish compiling for {stuck} within {timeout:g} s "
+                "(the worker hung or the machine is overloaded); it will be tried again"
             )
-            results.append(ArchCompileResult(stuck, None, reason))
-            reason = f"not compiled: the {self._timeout:g} s limit ran out on {stuck}"
-            results += [ArchCompileResult(arch, None, reason) for arch in skipped]
+            results.append(ArchCompileResult(stuck, None, reason, transient=True))
+            reason = f"not compiled: the {timeout:g} s limit ran out on {stuck}"
+            results += [ArchCompileResult(arch, None, reason, transient=True) for arch in skipped]
         except _WorkerGoneError:
-            status = self._discard_worker()
+            status = self.discard_worker()
             arch = architectures[len(results)]
-            results.append(ArchCompileResult(arch, None, _death_reason(status, arch)))
+            if _crashed_by_itself(status) and arch not in crashed:
+                crashed.add(arch)  # once may be bad luck: the next pass retries on a fresh worker
+            else:
+                results.append(_death_result(status, arch, arch in crashed))
         return results
 
     def _running_worker(self) -> _Worker:
         # A worker that died between calls (killed, out of memory) is replaced before use, so
         # the next profile is not blamed for it.
         if self._worker is not None and not self._worker.alive():
-            self._discard_worker()
+            self.discard_worker()
         if self._worker is None:
             self._worker = _Worker.start()
         return self._worker
 
-    def _discard_worker(self, *, kill: bool = False) -> int | None:
+    def discard_worker(self, *, kill: bool = False) -> int | None:
         worker, self._worker = self._worker, None
         return worker.stop(kill=kill) if worker is not None else None
 
@@ -150,14 +204,26 @@ def _request(profile_json: str, architectures: Sequence[str]) -> bytes:
     return _compile_worker.HEADER.pack(len(body)) + body
 
 
-def _death_reason(status: int | None, arch: str) -> str:
+def _crashed_by_itself(status: int | None) -> bool:
+    return status is not None and status < 0 and -status in _CRASH_SIGNALS
+
+
+def _death_result(status: int | None, arch: str, crashed_before: bool) -> ArchCompileResult:
+    """Why the worker died on `arch`, and whether that is the profile's fault."""
     if status is not None and status < 0:
         number = -status
         name = _signal_name(number)
-        if number in _CRASH_SIGNALS:
-            return f"libseccomp crashed (signal {number}, {name}) compiling for {arch}"
-        return f"the libseccomp worker was killed (signal {number}, {name}) compiling for {arch}"
-    return f"the libseccomp worker exited (status {status}) while compiling for {arch}"
+        if number in _CRASH_SIGNALS and crashed_before:
+            # The same input crashed two fresh workers: libseccomp cannot take this profile.
+            reason = (
+                f"libseccomp crashed (signal {number}, {name}) compiling for {arch}, "
+                "twice, each time in a fresh worker"
+            )
+            return ArchCompileResult(arch, None, reason)
+        reason = f"the libseccomp worker was killed (signal {number}, {name}) compiling for {arch}"
+        return ArchCompileResult(arch, None, reason, transient=True)
+    reason = f"the libseccomp worker exited (status {status}) while compiling for {arch}"
+    return ArchCompileResult(arch, None, reason, transient=True)
 
 
 def _signal_name(number: int) -> str:
@@ -230,6 +296,7 @@ class _Worker:
                 instructions=answer["instructions"],
                 error=answer["error"],
                 rule_path=answer["rule_path"],
+                transient=bool(answer.get("transient", False)),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise _WorkerGoneError from exc

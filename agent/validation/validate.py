@@ -22,7 +22,8 @@ from agent.model import (
     OciSeccomp,
 )
 from agent.render import oci_document
-from agent.validation.compiler import ArchCompileResult
+from agent.validation.compiler import ArchCompileResult, TransientCompileError
+from agent.validation.cost import budget_findings, estimate
 from agent.validation.docker_format import docker_format_findings, strip_inert_docker_keys
 from agent.validation.findings import Finding, ValidationReport, error
 from agent.validation.names import syscall_name_findings
@@ -49,7 +50,11 @@ def validate_spec(
     prefix: str = "spec.",
     node_architectures: Sequence[str] = (),
 ) -> ValidationReport:
-    """Every finding for one OCI seccomp object (a SeccompProfile's spec, or a profile file)."""
+    """Every finding for one OCI seccomp object (a SeccompProfile's spec, or a profile file).
+
+    Raises `TransientCompileError` when the compile failed for a reason unrelated to the
+    profile (worker killed or hung, no descriptors): there is no verdict to report or cache.
+    """
     if not isinstance(raw_spec, Mapping):
         field = prefix.rstrip(".") or "(document)"
         return ValidationReport(
@@ -67,8 +72,15 @@ def validate_spec(
     findings += semantic_findings(profile, prefix, node_architectures)
     findings += syscall_name_findings(profile, architectures, prefix)
     if compile_profile is not None and not any(f.severity == "error" for f in findings):
-        results = compile_profile(oci_document(profile), architectures)
-        findings += compile_findings(results, prefix)
+        document = oci_document(profile)
+        # Refuse what would hold a compile worker for seconds before it gets one.
+        findings += budget_findings(estimate(document, len(architectures)), prefix)
+        if not any(f.severity == "error" for f in findings):
+            results = compile_profile(document, architectures)
+            if any(result.transient for result in results):
+                # Not a verdict on the profile: the caller must not cache it as one.
+                raise TransientCompileError(results)
+            findings += compile_findings(results, prefix)
     return ValidationReport(tuple(findings), profile)
 
 

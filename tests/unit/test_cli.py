@@ -100,3 +100,33 @@ def test_installed_console_script_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("default/deny-mkdir: valid")
+
+
+_NO_DESCRIPTORS = """
+import resource, sys
+import agent.settings  # imported lazily by the CLI: load it while files can still be opened
+from agent.cli import main
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (0, hard))  # the compile worker's pipes cannot open
+sys.exit(main(["validate", "-"]))
+"""
+
+
+def test_a_compile_that_fails_for_want_of_descriptors_exits_three_not_invalid() -> None:
+    profile = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}],
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_DESCRIPTORS],
+        input=json.dumps(profile),  # stdin is open already: reading it needs no new descriptor
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 3, result.stderr
+    assert "not a verdict on the profile" in result.stderr
+    assert "Too many open files" in result.stderr
+    assert "Traceback" not in result.stderr

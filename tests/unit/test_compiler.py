@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +16,9 @@ from typing import Any
 import pytest
 
 from agent.validation._compile_worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
-from agent.validation.compiler import ArchCompileResult, Compiler
+from agent.validation.compiler import ArchCompileResult, Compiler, TransientCompileError
+from agent.validation.cost import Lane, estimate
+from agent.validation.validate import validate_spec
 from bench._docker_profile import moby_default_oci
 
 X86_64 = "SCMP_ARCH_X86_64"
@@ -244,7 +249,8 @@ def test_thousands_of_argument_values_are_counted_past_the_kernel_limit(
 
 
 def test_a_compile_that_runs_too_long_times_out_and_the_next_one_works() -> None:
-    # libseccomp's rule database is quadratic: 100,000 argument rules take minutes.
+    # libseccomp's rule database is quadratic: 100,000 argument rules take minutes. (Validation
+    # refuses such a profile before compiling; the compiler must survive it all the same.)
     rules = [allow("personality", args=[arg(0, value)]) for value in range(100_000)]
     before = worker_pids()
     with Compiler(timeout_seconds=1.0) as compiler:
@@ -253,38 +259,84 @@ def test_a_compile_that_runs_too_long_times_out_and_the_next_one_works() -> None
         assert time.monotonic() - started < 5
         assert result.instructions is None
         assert result.error is not None and "within 1 s" in result.error
+        assert result.transient  # past the cost check, an overrun means a starved worker
         assert worker_pids() <= before, "the stuck worker must be gone"
         assert instructions(compiler, profile(allow("read"))) > 0
 
 
-def test_a_crashing_worker_costs_one_architecture_an_error(hooked_compiler: Compiler) -> None:
+# Transient (the machine's fault: try again) versus deterministic (the profile's fault)
+
+
+def test_a_crash_on_the_same_input_in_two_fresh_workers_is_the_profiles_fault(
+    hooked_compiler: Compiler,
+) -> None:
     oci = profile(allow("read"))
     oci[TEST_HOOK_KEY] = {"architecture": X86, "action": "segv"}
     results = hooked_compiler.compile(oci, [X86_64, X86, X32])
     assert results[0].instructions is not None
     assert results[1] == ArchCompileResult(
-        X86, None, f"libseccomp crashed (signal 11, SIGSEGV) compiling for {X86}"
+        X86,
+        None,
+        f"libseccomp crashed (signal 11, SIGSEGV) compiling for {X86}, "
+        "twice, each time in a fresh worker",
+        transient=False,
     )
     assert results[2].instructions is not None  # compiled by a fresh worker
     assert instructions(hooked_compiler, profile(allow("read"))) == results[0].instructions
 
 
-def test_a_hanging_worker_times_out_for_the_whole_call(hooked_compiler: Compiler) -> None:
+def test_a_single_crash_is_retried_on_a_fresh_worker_and_not_reported(
+    hooked_compiler: Compiler, tmp_path: Path
+) -> None:
+    before = worker_pids()
+    instructions(hooked_compiler, profile(allow("read")))
+    [first] = worker_pids() - before
+    oci = profile(allow("read"))
+    oci[TEST_HOOK_KEY] = {"architecture": X86, "action": "segv-once", "marker": str(tmp_path / "m")}
+    results = hooked_compiler.compile(oci, [X86_64, X86])
+    assert (tmp_path / "m").exists(), "the first worker must really have crashed"
+    assert all(r.error is None and not r.transient for r in results), results
+    assert first not in worker_pids()
+
+
+def test_a_hanging_worker_times_out_for_the_whole_call_as_a_transient_failure(
+    hooked_compiler: Compiler,
+) -> None:
     oci = profile(allow("read"))
     oci[TEST_HOOK_KEY] = {"architecture": X86, "action": "hang"}
     started = time.monotonic()
     results = hooked_compiler.compile(oci, [X86_64, X86, X32])
     assert time.monotonic() - started < 3  # the limit is 1 s for the call, not per architecture
-    assert results[0].instructions is not None
-    assert results[1].error == (
+    assert results[0].instructions is not None and not results[0].transient
+    assert results[1] == ArchCompileResult(
+        X86,
+        None,
         f"libseccomp did not finish compiling for {X86} within 1 s "
-        "(the profile is too large or pathological)"
+        "(the worker hung or the machine is overloaded); it will be tried again",
+        transient=True,
     )
-    assert results[2].error == f"not compiled: the 1 s limit ran out on {X86}"
+    assert results[2] == ArchCompileResult(
+        X32, None, f"not compiled: the 1 s limit ran out on {X86}", transient=True
+    )
     assert instructions(hooked_compiler, profile(allow("read"))) > 0
 
 
-def test_a_worker_killed_mid_compile_is_reported_and_replaced(hooked_compiler: Compiler) -> None:
+def test_a_worker_stopped_with_sigstop_times_out_as_transient_and_is_replaced() -> None:
+    before = worker_pids()
+    with Compiler(timeout_seconds=1.0) as compiler:
+        instructions(compiler, profile(allow("read")))
+        [pid] = worker_pids() - before
+        os.kill(pid, signal.SIGSTOP)  # a frozen worker: the profile has nothing to do with it
+        [result] = compiler.compile(profile(allow("read", "write")), [X86_64])
+        assert result.transient and result.instructions is None
+        assert result.error is not None and "within 1 s" in result.error
+        assert pid not in worker_pids(), "the stopped worker must be killed, not leaked"
+        assert instructions(compiler, profile(allow("read", "write"))) > 0
+
+
+def test_a_worker_killed_from_outside_mid_compile_is_transient_and_replaced(
+    hooked_compiler: Compiler,
+) -> None:
     before = worker_pids()
     instructions(hooked_compiler, profile(allow("read")))  # start the worker
     [pid] = worker_pids() - before
@@ -292,11 +344,97 @@ def test_a_worker_killed_mid_compile_is_reported_and_replaced(hooked_compiler: C
     oci[TEST_HOOK_KEY] = {"architecture": X86_64, "action": "hang"}
     threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()
     [result] = hooked_compiler.compile(oci, [X86_64])
-    assert result.error == (
-        f"the libseccomp worker was killed (signal 9, SIGKILL) compiling for {X86_64}"
+    assert result == ArchCompileResult(
+        X86_64,
+        None,
+        f"the libseccomp worker was killed (signal 9, SIGKILL) compiling for {X86_64}",
+        transient=True,
     )
     assert instructions(hooked_compiler, profile(allow("read"))) > 0
     assert len(worker_pids() - before) == 1 and pid not in worker_pids()
+
+
+def test_validation_raises_instead_of_reporting_a_transient_failure_as_invalid(
+    hooked_compiler: Compiler,
+) -> None:
+    before = worker_pids()
+    instructions(hooked_compiler, profile(allow("read")))
+    [pid] = worker_pids() - before
+    hang = {"architecture": X86_64, "action": "hang"}
+
+    def hanging_compile(document: Any, architectures: Any) -> list[ArchCompileResult]:
+        # Validation re-renders the profile from its model, which has no room for the hook.
+        return hooked_compiler.compile({**document, TEST_HOOK_KEY: hang}, architectures)
+
+    threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()
+    with pytest.raises(TransientCompileError, match="SIGKILL") as caught:
+        validate_spec(
+            profile(allow("read")), default_architectures=[X86_64], compile_profile=hanging_compile
+        )
+    assert [r.transient for r in caught.value.results] == [True]
+    # A deterministic refusal is still a finding, never an exception.
+    clash = profile(
+        allow("ioctl", args=[arg(1, 5)]),
+        {"names": ["ioctl"], "action": "SCMP_ACT_LOG", "args": [arg(1, 5)]},
+    )
+    report = validate_spec(
+        clash, default_architectures=[X86_64], compile_profile=hooked_compiler.compile
+    )
+    assert [f.reason for f in report.errors] == ["CompileFailed"]
+
+
+_EMFILE_SCRIPT = """
+import json, resource, sys
+from agent.validation.compiler import Compiler
+from agent.validation.validate import validate_spec
+from agent.validation.compiler import TransientCompileError
+
+rules = [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
+oci = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules}
+X86_64 = ["SCMP_ARCH_X86_64"]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+with Compiler() as compiler:
+    # Every descriptor this process may open is taken: the worker's pipes cannot be created.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (0, hard))
+    [starved] = compiler.compile(oci, X86_64)
+    try:
+        validate_spec(oci, default_architectures=X86_64, compile_profile=compiler.compile)
+        raised = False
+    except TransientCompileError:
+        raised = True
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    [recovered] = compiler.compile(oci, X86_64)
+print(json.dumps({"starved": starved.__dict__, "raised": raised, "recovered": recovered.__dict__}))
+"""
+
+
+def test_running_out_of_descriptors_is_transient_and_recovers() -> None:
+    # In a child process: lowering RLIMIT_NOFILE in the test process would starve pytest.
+    done = subprocess.run(
+        [sys.executable, "-c", _EMFILE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    outcome = json.loads(done.stdout)
+    starved = outcome["starved"]
+    assert starved["transient"] is True and starved["instructions"] is None
+    assert "cannot start the libseccomp worker" in starved["error"]
+    assert "Too many open files" in starved["error"]
+    assert outcome["raised"] is True
+    assert outcome["recovered"]["error"] is None and outcome["recovered"]["instructions"] > 0
+
+
+def test_a_deterministic_refusal_is_not_transient(compiler: Compiler) -> None:
+    clash = profile(
+        allow("ioctl", args=[arg(1, 5)]),
+        {"names": ["ioctl"], "action": "SCMP_ACT_LOG", "args": [arg(1, 5)]},
+    )
+    [result] = compiler.compile(clash, [X86_64])
+    assert result.error is not None and "EEXIST" in result.error
+    assert result.transient is False
 
 
 def test_a_worker_that_died_between_calls_is_not_blamed_on_the_next_profile() -> None:
@@ -345,3 +483,48 @@ def test_close_stops_the_worker_and_refuses_further_use() -> None:
     assert worker_pids() == before
     with pytest.raises(RuntimeError, match="after close"):
         compiler.compile(profile(), [X86_64])
+
+
+# Lanes: one profile never delays another's
+
+
+def expensive_but_allowed() -> dict[str, Any]:
+    """256 rules x 6 equality conditions on one syscall: within the budget, not cheap."""
+    rules = [allow("personality", args=[arg(i, v * 7 + i) for i in range(6)]) for v in range(256)]
+    oci = profile(*rules)
+    cost = estimate(oci, 1)
+    assert cost.lane is Lane.EXPENSIVE and not cost.over_budget
+    return oci
+
+
+def test_the_expensive_lane_starts_its_worker_only_when_needed() -> None:
+    before = worker_pids()
+    with Compiler() as compiler:
+        instructions(compiler, moby_default_oci(), X86_64)
+        assert len(worker_pids() - before) == 1  # ~15 MB saved while nothing is expensive
+        instructions(compiler, expensive_but_allowed())
+        assert len(worker_pids() - before) == 2
+
+
+def test_a_trivial_profile_never_waits_behind_expensive_ones(hooked_compiler: Compiler) -> None:
+    instructions(hooked_compiler, profile(allow("read")))  # the cheap lane's worker is up
+    stuck = expensive_but_allowed()
+    # Each holds the expensive lane for the whole 1 s timeout, as a pathological compile would.
+    stuck[TEST_HOOK_KEY] = {"architecture": X86_64, "action": "hang"}
+    results: list[ArchCompileResult] = []
+    threads = [
+        threading.Thread(target=lambda: results.extend(hooked_compiler.compile(stuck, [X86_64])))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    while not hooked_compiler.lane_busy(Lane.EXPENSIVE):
+        time.sleep(0.01)
+    [trivial] = hooked_compiler.compile(profile(allow("read", "write")), [X86_64])
+    # The trivial compile is done while the three expensive ones still hold (or wait for) theirs.
+    assert hooked_compiler.lane_busy(Lane.EXPENSIVE)
+    assert trivial.error is None and trivial.instructions is not None
+    assert results == []
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3 and all(r.transient for r in results)

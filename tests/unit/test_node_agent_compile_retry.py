@@ -1,0 +1,216 @@
+"""The node agent never caches a transient compile failure as a verdict, and retries it.
+
+Real parts: the real libseccomp worker (killed from outside with SIGKILL mid-compile), the real
+store on a temporary disk, the node agent's own event handling and syncer. No API server is
+needed: the agent's only API calls are the callables handed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.catalog import ProfileCatalog, ProfileKey
+from agent.metrics import Metrics
+from agent.node_agent import NodeAgent
+from agent.store import ProfileStore
+from agent.validation._compile_worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
+from agent.validation.compiler import ArchCompileResult, Compiler
+
+X86_64 = "SCMP_ARCH_X86_64"
+
+
+class RecordedEvents:
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, str]] = []
+
+    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
+        self.warnings.append((reason, message))
+
+
+def body(generation: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "seccompsync.io/v1alpha1",
+        "kind": "SeccompProfile",
+        "metadata": {"namespace": "team-a", "name": "web", "uid": "u-1", "generation": generation},
+        "spec": {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}],
+        },
+    }
+
+
+def api_reads() -> dict[str, Any]:
+    """The node agent's API reads, which nothing here needs: empty answers."""
+    return {"list_profiles": dict, "get_profile": lambda key: None, "list_pods": dict}
+
+
+def worker_pids() -> set[int]:
+    pids = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                if b"_compile_worker.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    pids.add(int(child))
+            except FileNotFoundError:
+                continue
+    return pids
+
+
+async def eventually(check: Any, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def test_a_worker_killed_mid_compile_is_retried_and_never_reported_invalid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
+    marker = tmp_path / "hung-once"
+    hang_once = {"architecture": X86_64, "action": "hang-once", "marker": str(marker)}
+    events = RecordedEvents()
+    (tmp_path / "root").mkdir()
+    store = ProfileStore(tmp_path / "root")
+    store.ensure_managed_dir()
+    key = ProfileKey("team-a", "web")
+
+    async def scenario(compiler: Compiler) -> None:
+        def compile_profile(document: Any, architectures: Sequence[str]) -> list[ArchCompileResult]:
+            # The first compile hangs until killed; the retry finds the marker and compiles.
+            return compiler.compile({**document, TEST_HOOK_KEY: hang_once}, architectures)
+
+        agent = NodeAgent(
+            node_name="node-1",
+            architectures=[X86_64],
+            catalog=ProfileCatalog(),
+            store=store,
+            metrics=Metrics(),
+            compile_profile=compile_profile,
+            events=events,
+            **api_reads(),
+        )
+        syncer = asyncio.create_task(agent.syncer.run())
+        before = worker_pids()
+        handling = asyncio.create_task(agent.on_profile_event("ADDED", body()))
+        await eventually(lambda: marker.exists() and worker_pids() - before)
+        [pid] = worker_pids() - before
+        os.kill(pid, signal.SIGKILL)  # from outside, mid-compile: not the profile's fault
+        await handling
+        assert key not in agent.catalog.records, "a transient failure must not be cached"
+        assert agent.compile_retries.pending() == {key}
+        await eventually(lambda: key in agent.catalog.records)
+        record = agent.catalog.records[key]
+        assert record.valid and record.generation == 1
+        path = tmp_path / "root" / "seccomp-sync" / "team-a" / "web.json"
+        await eventually(path.exists)
+        assert json.loads(path.read_text())["defaultAction"] == "SCMP_ACT_ERRNO"
+        syncer.cancel()
+        agent.validation_lanes.shutdown()
+
+    with Compiler(timeout_seconds=30) as compiler:
+        asyncio.run(scenario(compiler))
+    assert events.warnings == [], "nothing may blame the profile"
+
+
+def test_a_newer_generation_supersedes_a_pending_retry(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    store = ProfileStore(tmp_path / "root")
+    store.ensure_managed_dir()
+    key = ProfileKey("team-a", "web")
+    calls: list[int] = []
+
+    async def scenario(compiler: Compiler) -> None:
+        def compile_profile(document: Any, architectures: Sequence[str]) -> list[ArchCompileResult]:
+            calls.append(len(document.get("syscalls", [])))
+            if len(calls) == 1:  # the first compile: as if the worker had been killed
+                return [ArchCompileResult(a, None, "killed", transient=True) for a in architectures]
+            return compiler.compile(document, architectures)
+
+        agent = NodeAgent(
+            node_name="node-1",
+            architectures=[X86_64],
+            catalog=ProfileCatalog(),
+            store=store,
+            metrics=Metrics(),
+            compile_profile=compile_profile,
+            events=RecordedEvents(),
+            **api_reads(),
+        )
+        await agent.on_profile_event("ADDED", body(1))
+        assert agent.compile_retries.pending() == {key}
+        newer = body(2)
+        newer["spec"]["syscalls"].append({"names": ["close"], "action": "SCMP_ACT_ALLOW"})
+        await agent.on_profile_event("MODIFIED", newer)
+        assert agent.compile_retries.pending() == set()
+        assert agent.catalog.records[key].generation == 2
+        await asyncio.sleep(1.5)  # past the first retry's delay: it must not bring back gen 1
+        assert agent.catalog.records[key].generation == 2
+        assert calls == [1, 2]
+        agent.validation_lanes.shutdown()
+
+    with Compiler() as compiler:
+        asyncio.run(scenario(compiler))
+
+
+def expensive_body(name: str) -> dict[str, Any]:
+    """512 rules x 6 equality conditions on one syscall: allowed, about half a second to compile."""
+    rules = [
+        {
+            "names": ["personality"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": i, "value": v * 7 + i, "op": "SCMP_CMP_EQ"} for i in range(6)],
+        }
+        for v in range(512)
+    ]
+    noisy = body()
+    noisy["metadata"] = {**noisy["metadata"], "name": name, "uid": f"u-{name}"}
+    noisy["spec"] = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules}
+    return noisy
+
+
+def test_a_trivial_profile_gets_its_verdict_while_expensive_ones_still_compile(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "root").mkdir()
+    store = ProfileStore(tmp_path / "root")
+    noisy = [expensive_body(f"noisy-{i}") for i in range(6)]  # as many as the default pool
+    trivial_key = ProfileKey("team-a", "web")
+
+    async def scenario(compiler: Compiler) -> list[str]:
+        agent = NodeAgent(
+            node_name="node-1",
+            architectures=[X86_64],
+            catalog=ProfileCatalog(),
+            store=store,
+            metrics=Metrics(),
+            compile_profile=compiler.compile,
+            events=RecordedEvents(),
+            **api_reads(),
+        )
+        done: list[str] = []
+
+        async def handle(event: dict[str, Any]) -> None:
+            await agent.on_profile_event("ADDED", event)
+            done.append(event["metadata"]["name"])
+
+        tasks = [asyncio.create_task(handle(event)) for event in noisy]
+        await asyncio.sleep(0.05)  # the expensive ones arrived first
+        await handle(body())
+        await asyncio.gather(*tasks)
+        assert agent.catalog.records[trivial_key].valid
+        agent.validation_lanes.shutdown()
+        return done
+
+    with Compiler() as compiler:
+        done = asyncio.run(scenario(compiler))
+    # Ordering, not wall-clock: the trivial verdict comes before at least five of the six.
+    assert done.index("web") <= 1, done
