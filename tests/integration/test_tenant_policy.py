@@ -6,6 +6,7 @@ client-side `kubectl apply --validate=false` (admission does not depend on the c
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,3 +183,121 @@ def test_pods(crd: Cluster, scenarios: dict[str, Scenario], case: PodCase) -> No
     )
     server = denial(None if result.returncode == 0 else result.stderr, "seccomp-sync-tenant-pods")
     assert server == python == scenario.message(case.refusal)
+
+
+# --- objects that predate the policy -------------------------------------------------------------
+
+
+def fresh_scenario(cluster: Cluster, key: str) -> Scenario:
+    """A namespace and a strict policy that selects it, once admission sees both."""
+    scenario = Scenario(1000 + abs(hash(key)) % 1000, dict(RESTRICTED), {})
+    create_namespace(cluster, scenario.namespace, scenario.labels)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(scenario.policy))
+    probe = profile_object(scenario.namespace, "probe", {"defaultAction": "SCMP_ACT_LOG"})
+    wait_for(
+        lambda: apply(cluster, probe, "create", "--dry-run=server") is not None,
+        timeout=30,
+        what="the policy to take effect",
+    )
+    return scenario
+
+
+def remove(cluster: Cluster, scenario: Scenario) -> None:
+    cluster.kubectl("delete", "namespace", scenario.namespace, "--wait=false", check=False)
+    cluster.kubectl("delete", "seccomptenantpolicy", scenario.policy_name, check=False)
+
+
+def test_a_profile_that_predates_the_policy_keeps_working_until_its_spec_changes(
+    crd: Cluster,
+) -> None:
+    namespace = f"tp-{RUN}-old"
+    create_namespace(crd, namespace, {})
+    weak = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    assert apply(crd, profile_object(namespace, "old", weak)) is None
+    # The namespace becomes restricted: the strict policy now selects it.
+    scenario = Scenario(2000, dict(RESTRICTED), {})
+    scenario.namespace = namespace
+    crd.kubectl(
+        "label",
+        "namespace",
+        namespace,
+        f"{TEST_LABEL}={namespace}",
+        *(f"{k}={v}" for k, v in RESTRICTED.items()),
+    )
+    policy = scenario.policy
+    policy["spec"]["namespaceSelector"]["matchLabels"][TEST_LABEL] = namespace
+    crd.kubectl("apply", "-f", "-", input=json.dumps(policy))
+    try:
+        probe = profile_object(namespace, "probe", weak)
+        wait_for(
+            lambda: apply(crd, probe, "create", "--dry-run=server") is not None,
+            timeout=30,
+            what="the policy to take effect",
+        )
+        # Metadata, status and deletion are not spec changes: they pass.
+        crd.kubectl("label", "scmp", "old", "-n", namespace, "team=a")
+        crd.kubectl(
+            "patch",
+            "scmp",
+            "old",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"state": "Pending"}}),
+        )
+        # A spec change is checked like a new profile.
+        changed = {**weak, "syscalls": [{"names": ["mkdir", "rmdir"], "action": "SCMP_ACT_ERRNO"}]}
+        message = denial(
+            apply(crd, profile_object(namespace, "old", changed), "replace"),
+            "seccomp-sync-tenant-profiles",
+        )
+        assert message is not None
+        assert message.startswith("spec.defaultAction: SCMP_ACT_ALLOW is not allowed in")
+        crd.kubectl("delete", "scmp", "old", "-n", namespace)
+    finally:
+        remove(crd, scenario)
+
+
+def test_ephemeral_containers_are_checked_when_added(crd: Cluster) -> None:
+    scenario = fresh_scenario(crd, "ephemeral")
+    try:
+        own = PodCase("own", {"container": "seccomp-sync/{own}/p.json"}, None)
+        crd.kubectl("create", "-f", "-", input=json.dumps(pod(own, scenario.namespace, "debug-me")))
+
+        def ephemeral(path: str) -> dict[str, Any]:
+            debug = pod(PodCase("e", {"container": path}, None), scenario.namespace, "x")
+            container = debug["spec"]["containers"][0]
+            container["name"] = f"debug-{uuid.uuid4().hex[:4]}"
+            return {"spec": {"ephemeralContainers": [container]}}
+
+        def add(path: str) -> subprocess.CompletedProcess[str]:
+            return crd.kubectl(
+                "patch",
+                "pod",
+                "debug-me",
+                "-n",
+                scenario.namespace,
+                "--subresource=ephemeralcontainers",
+                "--type=strategic",
+                "-p",
+                json.dumps(ephemeral(path)),
+                check=False,
+            )
+
+        refused = add("seccomp-sync/team-b/p.json")
+        assert refused.returncode != 0
+        message = denial(refused.stderr, "seccomp-sync-tenant-pods")
+        assert message is not None
+        assert message.startswith(
+            "spec.ephemeralContainers[0].securityContext.seccompProfile.localhostProfile: "
+            "seccomp-sync/team-b/p.json (a profile of namespace team-b) is not allowed in"
+        )
+        admitted = add(f"seccomp-sync/{scenario.namespace}/p.json")
+        assert admitted.returncode == 0, admitted.stderr
+    finally:
+        remove(crd, scenario)

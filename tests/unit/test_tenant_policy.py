@@ -242,3 +242,25 @@ def test_validate_refuses_a_policy_file_that_is_not_a_policy(
     assert main(["validate", "--policy", str(bad), str(SHIPPED_POLICY)]) == 2
     err = capsys.readouterr().err
     assert "document 0: not a valid SeccompTenantPolicy: spec.allowedActions.0:" in err
+
+
+def test_both_admission_policies_select_and_word_alike() -> None:
+    """The namespace selection and the message frame are copied between the two policies (YAML
+    anchors cannot cross documents): they must stay the same."""
+    manifest = REPO / "deploy" / "base" / "tenant-policy.yaml"
+    policies = [
+        d
+        for d in yaml.safe_load_all(manifest.read_text())
+        if d["kind"] == "ValidatingAdmissionPolicy"
+    ]
+    assert len(policies) == 2
+    shared = [
+        {
+            v["name"]: v["expression"]
+            for v in p["spec"]["variables"]
+            if v["name"] in {"labels", "selected", "where"}
+        }
+        for p in policies
+    ]
+    assert len(shared[0]) == 3
+    assert shared[0] == shared[1]
