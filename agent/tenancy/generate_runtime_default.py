@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -90,30 +91,32 @@ def cel_variable(names: Sequence[str], indent: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_CHECK_TEMPLATE: Final = """\
+- expression: >-
+    !variables.strict || variables.rules.all(i, r, !(IN_SLICE) ||
+      !(r.action in variables.permissive) ||
+      r.names.all(n, n in variables.runtimeDefaultAllowed))
+  messageExpression: >-
+    variables.rules.transformList(i, r, IN_SLICE &&
+      r.action in variables.permissive &&
+      r.names.exists(n, !(n in variables.runtimeDefaultAllowed)),
+      r.names.transformList(j, n, !(n in variables.runtimeDefaultAllowed),
+        'spec.syscalls[' + string(i) + '].names[' + string(j) + ']: ' + n)[0])[0] +
+    variables.where +
+    "atLeastRuntimeDefault: the runtime's default profile does not allow it to an " +
+    'unprivileged container)'
+  reason: Forbidden
+"""
+
+
 def cel_validations(indent: str) -> str:
     """The runtime-default names check, one validation per RULES_PER_CHECK rules."""
-    lines = [f"{indent}# BEGIN generated validations"]
-    for low in range(0, MAX_RULES, RULES_PER_CHECK):
-        high = low + RULES_PER_CHECK
-        in_chunk = f"i >= {low} && i < {high}"
-        lines += [
-            f"{indent}- expression: >-",
-            f"{indent}    !variables.strict || variables.rules.all(i, r, !({in_chunk}) ||",
-            f"{indent}      !(r.action in variables.permissive) ||",
-            f"{indent}      r.names.all(n, n in variables.runtimeDefaultAllowed))",
-            f"{indent}  messageExpression: >-",
-            f"{indent}    variables.rules.transformList(i, r, {in_chunk} &&",
-            f"{indent}      r.action in variables.permissive &&",
-            f"{indent}      r.names.exists(n, !(n in variables.runtimeDefaultAllowed)),",
-            f"{indent}      r.names.transformList(j, n, !(n in variables.runtimeDefaultAllowed),",
-            f"{indent}        'spec.syscalls[' + string(i) + '].names[' + string(j) + ']: ' + n)[0])[0] +",
-            f"{indent}    variables.where +",
-            f'{indent}    "atLeastRuntimeDefault: the runtime\'s default profile does not allow it to an " +',
-            f"{indent}    'unprivileged container)'",
-            f"{indent}  reason: Forbidden",
-        ]
-    lines.append(f"{indent}# END generated validations")
-    return "\n".join(lines) + "\n"
+    checks = [
+        _CHECK_TEMPLATE.replace("IN_SLICE", f"i >= {low} && i < {low + RULES_PER_CHECK}")
+        for low in range(0, MAX_RULES, RULES_PER_CHECK)
+    ]
+    body = textwrap.indent("".join(checks), indent)
+    return f"{indent}# BEGIN generated validations\n{body}{indent}# END generated validations\n"
 
 
 def replace_generated(manifest: str, names: Sequence[str]) -> str:
