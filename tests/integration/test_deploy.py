@@ -348,6 +348,8 @@ ALLOWED = [
     ("patch", "events", "team-a", None),
     ("create", "events.events.k8s.io", "team-a", None),
     ("patch", "events.events.k8s.io", "team-a", None),
+    ("list", "seccomptenantpolicies.seccompsync.io", None, None),
+    ("list", "namespaces", None, None),
     *((verb, "nodes", None, None) for verb in ["get", "list", "watch", "patch"]),
     *((verb, "pods", None, None) for verb in ["get", "list", "watch"]),
     *(
@@ -367,6 +369,9 @@ DENIED = [
     ("delete", "seccompprofiles.seccompsync.io", "team-a", None),
     ("delete", "seccompnodestatuses.seccompsync.io", None, None),
     ("delete", "nodes", None, None),
+    ("create", "seccomptenantpolicies.seccompsync.io", None, None),
+    ("update", "seccomptenantpolicies.seccompsync.io", None, None),
+    ("update", "namespaces", None, None),
     ("update", "nodes", None, None),
     ("patch", "nodes", None, "status"),
     ("create", "configmaps", NAMESPACE, None),
