@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import store_bench, validate_bench
+from bench import store_bench, tenant_policy_bench, validate_bench
 
 
 def main() -> int:
@@ -12,6 +12,8 @@ def main() -> int:
     validate_bench.main([])
     print("\n== profile store (bench.store_bench)")
     store_bench.main([])
+    print("\n== tenant policy check (bench.tenant_policy_bench)")
+    tenant_policy_bench.main([])
     return 0
 
 
