@@ -66,7 +66,7 @@ class NamespaceSelector(_Strict):
 
 class TenantPolicySpec(_Strict):
     namespaceSelector: NamespaceSelector  # noqa: N815 - Kubernetes field names
-    namespaceDescription: Annotated[str, Field(max_length=128)] | None = None  # noqa: N815
+    namespaceDescription: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # noqa: N815
     atLeastRuntimeDefault: bool = False  # noqa: N815
     allowedActions: list[Action] = list(DEFAULT_ACTIONS)  # noqa: N815
     allowedFlags: list[Flag] = list(DEFAULT_FLAGS)  # noqa: N815

@@ -301,3 +301,10 @@ def test_ephemeral_containers_are_checked_when_added(crd: Cluster) -> None:
         assert admitted.returncode == 0, admitted.stderr
     finally:
         remove(crd, scenario)
+
+
+def test_kubectl_explain_documents_the_policy(crd: Cluster) -> None:
+    out = crd.kubectl("explain", "seccomptenantpolicy.spec.atLeastRuntimeDefault").stdout
+    assert "moby/profiles seccomp/default.json" in out
+    out = crd.kubectl("explain", "scmptp.spec.allowedListenerPathPrefixes").stdout
+    assert "/run/containerd/containerd.sock" in out

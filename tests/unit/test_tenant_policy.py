@@ -264,3 +264,22 @@ def test_both_admission_policies_select_and_word_alike() -> None:
     ]
     assert len(shared[0]) == 3
     assert shared[0] == shared[1]
+
+
+def test_the_crd_and_the_python_model_agree_on_enums_and_defaults() -> None:
+    from typing import get_args
+
+    from agent.model import Action, Flag
+    from agent.tenancy.policy import DEFAULT_ACTIONS, DEFAULT_FLAGS
+
+    crd = yaml.safe_load((REPO / "crds" / "seccomptenantpolicy.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    fields = spec["properties"]
+    assert fields["allowedActions"]["items"]["enum"] == list(get_args(Action))
+    assert fields["allowedFlags"]["items"]["enum"] == list(get_args(Flag))
+    assert fields["allowedActions"]["default"] == list(DEFAULT_ACTIONS)
+    assert fields["allowedFlags"]["default"] == list(DEFAULT_FLAGS)
+    assert fields["allowedListenerPathPrefixes"]["default"] == []
+    assert fields["allowedProfileNamespaces"]["default"] == []
+    assert fields["atLeastRuntimeDefault"]["default"] is False
+    assert set(fields) == set(TenantPolicy.model_fields["spec"].annotation.model_fields)  # type: ignore[union-attr]
