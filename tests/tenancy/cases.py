@@ -4,6 +4,7 @@ integration tests feed the same cases to the real API server."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,7 +198,7 @@ def policy_object(
         "namespaceDescription": SCOPE,
         "atLeastRuntimeDefault": True,
     }
-    for key, value in overrides.items():
+    for key, value in copy.deepcopy(overrides).items():  # callers may change what they get
         if value is None:
             spec.pop(key, None)
         else:
