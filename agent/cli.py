@@ -6,11 +6,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from agent.documents import Document, UnreadableInputError, read_documents
+from agent.tenancy.policy import KIND as POLICY_KIND
+from agent.tenancy.policy import PolicyFileError, TenantPolicy, parse_policy, profile_violations
 from agent.validation.compiler import Compiler, TransientCompileError
+from agent.validation.findings import ValidationReport
 from agent.validation.syscall_names import native_architecture
 from agent.validation.validate import CompileFn, ResourceReport, validate_resource, validate_spec
 
@@ -55,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
         "default: this machine's)",
     )
     validate.add_argument("--output", choices=["text", "json"], default="text")
+    validate.add_argument(
+        "--policy",
+        action="append",
+        metavar="FILE",
+        help="also check every profile against the SeccompTenantPolicy objects in FILE "
+        "(repeatable), as the API server does in a namespace they select; offline there are "
+        "no namespace labels, so each policy applies to every profile",
+    )
     from agent.settings import add_run_arguments
 
     add_run_arguments(commands.add_parser("run", help="run the node agent"))
@@ -68,6 +79,7 @@ def _validate(args: argparse.Namespace) -> int:
     node_architectures: list[str] = args.arch or []
     try:
         documents = [doc for path in args.paths for doc in read_documents(path)]
+        policies = [p for path in args.policy or [] for p in _read_policies(path)]
     except UnreadableInputError as exc:
         print(f"seccomp-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -84,6 +96,7 @@ def _validate(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_NO_VERDICT
+    reports = [(doc, _with_policies(doc, report, policies)) for doc, report in reports]
     if args.output == "json":
         print(json.dumps(_as_json(reports), indent=2))
     else:
@@ -114,6 +127,36 @@ def _validate_document(
         node_architectures=node_architectures,
     )
     return ResourceReport("-", f"document-{doc.index}", report)
+
+
+def _read_policies(path: str) -> list[TenantPolicy]:
+    policies = []
+    for doc in read_documents(path):
+        try:
+            policies.append(parse_policy(doc.content))
+        except PolicyFileError as exc:
+            raise UnreadableInputError(
+                f"{path}: document {doc.index}: not a valid {POLICY_KIND}: {exc}"
+            ) from None
+    return policies
+
+
+def _with_policies(
+    doc: Document, result: ResourceReport, policies: Sequence[TenantPolicy]
+) -> ResourceReport:
+    """The report plus what the policies refuse, for every profile whose spec parsed."""
+    profile = result.report.profile
+    if profile is None or not policies:
+        return result
+    # A raw OCI file has no `spec.` around it: name its fields as they are in the file.
+    prefix = "spec." if doc.is_resource else ""
+    refused = [
+        replace(f, field=prefix + f.field.removeprefix("spec."))
+        for policy in policies
+        for f in profile_violations(policy, profile)
+    ]
+    findings = result.report.findings + tuple(refused)
+    return replace(result, report=ValidationReport(findings, profile))
 
 
 def _text_lines(doc: Document, result: ResourceReport) -> list[str]:

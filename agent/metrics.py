@@ -130,6 +130,13 @@ class Metrics:
             ["component"],
             registry=r,
         )
+        self.profile_policy_violations = Gauge(
+            f"{PREFIX}_profile_policy_violations",
+            "Violations of the SeccompTenantPolicies selecting the profile's namespace, in a "
+            "profile stored before the policy (the API server refuses new ones).",
+            profile_labels,
+            registry=r,
+        )
         self.build_info = Gauge(
             f"{PREFIX}_build_info",
             "Build information; the value is always 1.",
@@ -175,4 +182,5 @@ class Metrics:
             self.profile_nodes_expected,
             self.profile_ready,
             self.profile_invalid,
+            self.profile_policy_violations,
         )

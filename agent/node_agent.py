@@ -209,6 +209,8 @@ class NodeAgent:
                 key,
                 record.generation,
                 record.rendered.sha256 if record.valid and record.rendered else None,
+                uid=record.uid,
+                content=record.rendered.content if record.rendered else None,
             )
             for key, record in self.catalog.records.items()
         }

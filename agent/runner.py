@@ -25,6 +25,7 @@ from agent.kube.leader import LeaderElector
 from agent.kube.listing import get_profile, list_pod_profiles, list_profile_versions
 from agent.kube.node_status import NodeStatusPublisher
 from agent.kube.node_taint import remove_startup_taint
+from agent.kube.policy_report import PolicyReporter
 from agent.logs import configure_logging
 from agent.metrics import Metrics
 from agent.node_agent import NodeAgent
@@ -153,14 +154,20 @@ async def serve(settings: Settings) -> None:
 async def _elect(
     api: client.ApiClient, settings: Settings, agent: NodeAgent, metrics: Metrics
 ) -> None:
-    aggregator = StatusAggregator(api, agent.profile_views, metrics)
+    reporter = PolicyReporter(api, metrics, EventRecorder(api, settings.node_name))
+    aggregator = StatusAggregator(api, agent.profile_views, metrics, reporter.report)
+    reporter.on_change = aggregator.refresh_all
     agent.on_profile_change.append(aggregator.profile_changed)
+
+    async def lead() -> None:
+        await asyncio.gather(aggregator.run(), reporter.run())
+
     elector = LeaderElector(
         api,
         settings.lease_namespace,
         LEASE_NAME,
         identity=settings.node_name,
-        lead=aggregator.run,
+        lead=lead,
         on_change=lambda leading: metrics.leader.set(1 if leading else 0),
     )
     await elector.run()

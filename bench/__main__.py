@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import compile_cost_bench, noisy_neighbour_bench, store_bench, validate_bench
+from bench import (
+    compile_cost_bench,
+    noisy_neighbour_bench,
+    store_bench,
+    tenant_policy_bench,
+    validate_bench,
+)
 
 
 def main() -> int:
@@ -16,6 +22,8 @@ def main() -> int:
     noisy_neighbour_bench.main([])
     print("\n== profile store (bench.store_bench)")
     store_bench.main([])
+    print("\n== tenant policy check (bench.tenant_policy_bench)")
+    tenant_policy_bench.main([])
     return 0
 
 

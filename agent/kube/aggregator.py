@@ -27,6 +27,11 @@ from agent.readiness.profile_status import ProfileView, profile_status
 log = logging.getLogger(__name__)
 
 DEBOUNCE_SECONDS = 0.5
+# Adds to a profile's status what other reports know (the tenant policy report): view, status,
+# the previous conditions, now -> the status to write.
+StatusReport = Callable[
+    [ProfileView, dict[str, Any], list[Mapping[str, Any]] | None, str], dict[str, Any]
+]
 WATCH_TIMEOUT_SECONDS = 30
 
 
@@ -36,8 +41,10 @@ class StatusAggregator:
         api: client.ApiClient,
         profiles: Callable[[], Mapping[ProfileKey, ProfileView]],
         metrics: Metrics,
+        report: StatusReport | None = None,
     ) -> None:
         self._api = api
+        self._report = report
         self._custom = client.CustomObjectsApi(api)
         self._profiles = profiles
         self._metrics = metrics
@@ -52,6 +59,12 @@ class StatusAggregator:
     def profile_changed(self, key: ProfileKey) -> None:
         if self._active:
             self._dirty.add(key)
+            self._wake.set()
+
+    def refresh_all(self) -> None:
+        """Recompute every profile's status (a report's inputs changed)."""
+        if self._active:
+            self._all_dirty = True
             self._wake.set()
 
     async def run(self) -> None:
@@ -91,6 +104,8 @@ class StatusAggregator:
         for key in sorted(keys):
             previous = self._written.get(key) or {}
             status = profile_status(views[key], self._reports, previous.get("conditions"), now)
+            if self._report is not None:
+                status = self._report(views[key], status, previous.get("conditions"), now)
             self._metrics.observe_profile(key.namespace, key.name, status)
             if not _same(status, previous):
                 updates.append((key, status))

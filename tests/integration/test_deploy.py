@@ -17,7 +17,7 @@ import yaml
 
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, wait_for
-from tests.integration.conftest import apply_profile
+from tests.integration.conftest import apply_profile, profile_object
 from tests.integration.nodes import delete_node, register_node
 from tests.integration.profiles import DENY_MKDIR
 
@@ -98,6 +98,10 @@ def test_base_renders_the_crds_and_the_agent(installed: list[dict[str, Any]]) ->
             "RoleBinding",
             "DaemonSet",
             "Service",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     for doc in installed:
@@ -106,6 +110,8 @@ def test_base_renders_the_crds_and_the_agent(installed: list[dict[str, Any]]) ->
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         }:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]["name"]
 
@@ -119,6 +125,49 @@ def test_base_applies_every_crd_file(installed: list[dict[str, Any]]) -> None:
         if doc and doc.get("kind") == "CustomResourceDefinition"
     }
     assert rendered == on_disk, "list every crds/*.yaml file in crds/Kustomization"
+
+
+def test_the_default_tenant_policy_applies_after_the_base(
+    installed: list[dict[str, Any]], cluster: Cluster
+) -> None:
+    """`kubectl apply -k deploy/policies` once the base's CRDs are established (the README's
+    order); the API server then refuses a profile that would turn seccomp off in a restricted
+    namespace, and accepts it elsewhere."""
+    cluster.kubectl("apply", "--validate=strict", "-k", str(DEPLOY / "policies"))
+    restricted = f"restricted-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", restricted)
+    try:
+        cluster.kubectl(
+            "label", "namespace", restricted, "pod-security.kubernetes.io/enforce=restricted"
+        )
+        allow_all = {"defaultAction": "SCMP_ACT_ALLOW"}
+
+        def refused() -> str | None:
+            result = cluster.kubectl(
+                "create",
+                "--dry-run=server",
+                "-f",
+                "-",
+                check=False,
+                input=json.dumps(profile_object(restricted, "off", allow_all)),
+            )
+            return result.stderr if result.returncode else None
+
+        message = wait_for(refused, timeout=30, what="the default policy to take effect")
+        assert (
+            "spec.defaultAction: SCMP_ACT_ALLOW is not allowed in namespaces with restricted pod "
+            "security (SeccompTenantPolicy restricted-pod-security, atLeastRuntimeDefault"
+        ) in message
+        cluster.kubectl(
+            "create",
+            "--dry-run=server",
+            "-f",
+            "-",
+            input=json.dumps(profile_object(NAMESPACE, "off", allow_all)),
+        )
+    finally:
+        cluster.kubectl("delete", "namespace", restricted, "--wait=false", check=False)
+        cluster.kubectl("delete", "-k", str(DEPLOY / "policies"), "--ignore-not-found")
 
 
 def test_daemonset_is_hardened_and_covers_every_node(installed: list[dict[str, Any]]) -> None:
@@ -299,6 +348,8 @@ ALLOWED = [
     ("patch", "events", "team-a", None),
     ("create", "events.events.k8s.io", "team-a", None),
     ("patch", "events.events.k8s.io", "team-a", None),
+    ("list", "seccomptenantpolicies.seccompsync.io", None, None),
+    ("list", "namespaces", None, None),
     *((verb, "nodes", None, None) for verb in ["get", "list", "watch", "patch"]),
     *((verb, "pods", None, None) for verb in ["get", "list", "watch"]),
     *(
@@ -318,6 +369,9 @@ DENIED = [
     ("delete", "seccompprofiles.seccompsync.io", "team-a", None),
     ("delete", "seccompnodestatuses.seccompsync.io", None, None),
     ("delete", "nodes", None, None),
+    ("create", "seccomptenantpolicies.seccompsync.io", None, None),
+    ("update", "seccomptenantpolicies.seccompsync.io", None, None),
+    ("update", "namespaces", None, None),
     ("update", "nodes", None, None),
     ("patch", "nodes", None, "status"),
     ("create", "configmaps", NAMESPACE, None),

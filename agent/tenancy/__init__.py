@@ -1,0 +1,1 @@
+"""Tenant guardrails: what a SeccompTenantPolicy allows the profiles and pods of a namespace."""
