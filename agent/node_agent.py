@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord
+from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord, kept
 from agent.metrics import Metrics
 from agent.pod_refs import profiles_used_by
 from agent.readiness.node_report import build_status
@@ -21,6 +21,7 @@ from agent.readiness.profile_status import ProfileView
 from agent.render import render
 from agent.store import ProfileStore, StoreError
 from agent.syncer import Syncer
+from agent.validation.size import LARGE_SPEC_BYTES, json_size, size_findings
 from agent.validation.validate import CompileFn, validate_resource
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ T = TypeVar("T")
 RELIST_DEBOUNCE_SECONDS = 1.0
 RELIST_WHILE_WAITING_SECONDS = 5.0
 STATE_REFRESH_SECONDS = 0.25
+LARGE_VALIDATIONS_AT_ONCE = 2
 
 
 class EventSink(Protocol):
@@ -63,6 +65,10 @@ class NodeAgent:
     _reported_failures: dict[ProfileKey, str] = field(default_factory=dict, init=False)
     _pod_refs: dict[str, frozenset[ProfileKey]] = field(default_factory=dict, init=False)
     _pinned_at_start: frozenset[ProfileKey] = field(default=frozenset(), init=False)
+    # Large specs are validated a few at a time, so memory does not grow with a burst of them.
+    _large_validations: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(LARGE_VALIDATIONS_AT_ONCE), init=False
+    )
 
     def __post_init__(self) -> None:
         self.syncer = Syncer(
@@ -96,7 +102,7 @@ class NodeAgent:
         self._uids[key] = uid
         known = self.catalog.records.get(key)
         if known is None or known.uid != uid or known.generation != generation:
-            record = await asyncio.to_thread(self._validate, key, uid, generation, plain(body))
+            record = await self._validate_within_budget(key, uid, generation, body)
             record = self.catalog.accept(record)
             if not record.valid:
                 self._report_invalid(record)
@@ -215,6 +221,21 @@ class NodeAgent:
             self.catalog.forget(key)
             self.syncer.enqueue(key)
 
+    async def _validate_within_budget(
+        self, key: ProfileKey, uid: str, generation: int, body: Mapping[str, Any]
+    ) -> ProfileRecord:
+        """Validate without letting object size drive memory: an oversize spec is refused by
+        its size alone (nothing copied, modelled or checked), and large ones take turns."""
+        spec = body.get("spec")
+        too_large = size_findings(spec)
+        if too_large:
+            return ProfileRecord(key, uid, generation, None, tuple(too_large))
+        document = essentials(body)
+        if json_size(spec, stop_after=LARGE_SPEC_BYTES) <= LARGE_SPEC_BYTES:
+            return await asyncio.to_thread(self._validate, key, uid, generation, document)
+        async with self._large_validations:
+            return await asyncio.to_thread(self._validate, key, uid, generation, document)
+
     def _validate(
         self, key: ProfileKey, uid: str, generation: int, body: dict[str, Any]
     ) -> ProfileRecord:
@@ -226,7 +247,10 @@ class NodeAgent:
         )
         report = result.report
         rendered = render(report.profile) if report.valid and report.profile else None
-        return ProfileRecord(key, uid, generation, rendered, report.errors, report.warnings)
+        # Keep only what status and Events show: a bad profile can have thousands of findings.
+        return ProfileRecord(
+            key, uid, generation, rendered, kept(report.errors), kept(report.warnings)
+        )
 
     def _report_invalid(self, record: ProfileRecord) -> None:
         first = record.errors[0]
@@ -288,6 +312,18 @@ class NodeAgent:
         if self.synced:
             for callback in self.on_state_change:
                 callback()
+
+
+def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an object validation reads, as plain data: not status, annotations or
+    managedFields, which can be as large as the spec and are of no use here."""
+    meta = body.get("metadata", {})
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation") if k in meta},
+        "spec": plain(body.get("spec")),
+    }
 
 
 def plain(value: Any) -> Any:

@@ -13,6 +13,10 @@ from agent.model import API_GROUP, API_VERSION, PLURAL
 from agent.pod_refs import profiles_used_by
 
 PAGE_SIZE = 500
+# Only the keys are needed: ask for metadata alone, so a listing's size does not grow with the
+# profiles' specs (an object can be 1.5 MB; 500 of them in one page would be 750 MB of JSON).
+METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
+REQUEST_TIMEOUT_SECONDS = 30
 
 
 def list_profile_keys(api: client.ApiClient, namespaces: Iterable[str]) -> set[ProfileKey]:
@@ -26,13 +30,26 @@ def list_profile_keys(api: client.ApiClient, namespaces: Iterable[str]) -> set[P
             page: Any
             if namespace is None:
                 page = custom.list_cluster_custom_object(
-                    API_GROUP, API_VERSION, PLURAL, limit=PAGE_SIZE, _continue=token
+                    API_GROUP,
+                    API_VERSION,
+                    PLURAL,
+                    limit=PAGE_SIZE,
+                    _continue=token,
+                    _headers=METADATA_ONLY,
+                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
                 )
             else:
                 page = custom.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, namespace, PLURAL, limit=PAGE_SIZE, _continue=token
+                    API_GROUP,
+                    API_VERSION,
+                    namespace,
+                    PLURAL,
+                    limit=PAGE_SIZE,
+                    _continue=token,
+                    _headers=METADATA_ONLY,
+                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
                 )
-            for item in page.get("items", []):
+            for item in page.get("items") or []:  # null in an empty metadata list
                 meta = item["metadata"]
                 keys.add(ProfileKey(meta["namespace"], meta["name"]))
             token = page.get("metadata", {}).get("continue") or None
