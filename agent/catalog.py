@@ -18,8 +18,8 @@ from agent.validation.findings import Finding, error
 # Findings kept per profile: enough for status, Events and `kubectl describe`; a profile with
 # thousands of bad names must not cost thousands of objects for as long as it exists.
 MAX_KEPT_FINDINGS = 20
-# All rendered profiles together. 10,000 profiles as large as Docker's default (13 KB) fit; the
-# DaemonSet's memory limit is 512 MiB.
+# All rendered profiles together: 10,000 profiles the size of Docker's default as written
+# (indented) fit; the DaemonSet's memory limit is 512 MiB.
 MAX_RENDERED_BYTES = 192 * 1024 * 1024
 
 

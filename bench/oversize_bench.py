@@ -14,7 +14,6 @@ under an older CRD. Peak RSS (VmHWM) is printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -23,74 +22,36 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 
 from agent.model import API_GROUP, API_VERSION, KIND, PLURAL
 from bench.cluster import api, control_plane, create_profiles, new_namespace, process_tree_stats
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess
-
-REPO = Path(__file__).resolve().parents[1]
-CRD = REPO / "crds" / "seccompprofile.yaml"
-NAME_LENGTH = 64
-
-
-def oversize_spec(index: int, megabytes: float) -> dict[str, Any]:
-    """Within the old CRD's per-field bounds (512 rules, 1024 names of 64 characters)."""
-    per_rule = max(1, int(megabytes * 1_000_000 / 512 / (NAME_LENGTH + 3)))
-    rules = [
-        {
-            "names": [
-                f"s{index:02d}_{rule:03d}_{i:04d}_".ljust(NAME_LENGTH, "x") for i in range(per_rule)
-            ],
-            "action": "SCMP_ACT_ERRNO",
-        }
-        for rule in range(512)
-    ]
-    return {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}
-
-
-def permissive_crd() -> dict[str, Any]:
-    """The shipped CRD without the rules that bound a whole profile's size (the old CRD)."""
-    crd = yaml.safe_load(CRD.read_text())
-    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    spec["x-kubernetes-validations"] = [
-        rule for rule in spec.get("x-kubernetes-validations", []) if ".sum()" not in rule["rule"]
-    ]
-    return dict(crd)
-
-
-def apply_crd(cluster: Cluster, crd: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(crd))
-    time.sleep(2)  # the API server picks up a changed schema within a moment
+from tests.integration.crds import crd_without_size_totals
+from tests.integration.profiles import oversize_spec
 
 
 def create_oversize(cluster: Cluster, namespace: str, count: int, megabytes: float) -> int:
     """Create the big objects under the permissive CRD; returns the bytes of one object."""
     custom = client.CustomObjectsApi(api(cluster))
-    shipped = yaml.safe_load(CRD.read_text())
-    apply_crd(cluster, permissive_crd())
     size = 0
-    try:
 
-        def create(index: int) -> None:
-            nonlocal size
-            body = {
-                "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                "kind": KIND,
-                "metadata": {"name": f"big{index}", "namespace": namespace},
-                "spec": oversize_spec(index, megabytes),
-            }
-            size = len(json.dumps(body))
-            custom.create_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, PLURAL, body, _request_timeout=60
-            )
+    def create(index: int) -> None:
+        nonlocal size
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "metadata": {"name": f"big{index}", "namespace": namespace},
+            "spec": oversize_spec(index, megabytes),
+        }
+        size = len(json.dumps(body))
+        custom.create_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, PLURAL, body, _request_timeout=60
+        )
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(create, range(count)))
-    finally:
-        apply_crd(cluster, copy.deepcopy(shipped))
+    with crd_without_size_totals(cluster, namespace), ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(create, range(count)))
     return size
 
 

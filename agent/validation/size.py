@@ -14,7 +14,7 @@ from typing import Any, Final
 from agent.validation.findings import Finding, error
 
 # The largest spec the CRD's bounds allow is about 230 KB of JSON (see the CRD's size rules and
-# tests/unit/test_profile_size.py); a real profile is a few KB (Docker's default: 13 KB).
+# tests/unit/test_profile_size.py); a real profile is a few KB (Docker's default: 6 KB).
 MAX_SPEC_BYTES: Final = 256 * 1024
 # Specs above this are "large": few of them are validated at once.
 LARGE_SPEC_BYTES: Final = 32 * 1024
@@ -59,7 +59,7 @@ def size_findings(spec: Any, prefix: str = "spec.") -> list[Finding]:
             prefix.rstrip(".") or "(document)",
             "TooLarge",
             f"the profile is {human_bytes(size)}; the limit is {human_bytes(MAX_SPEC_BYTES)}. "
-            "No real profile comes near it (Docker's default is 13 KB): merge rules that share "
+            "No real profile comes near it (Docker's default is 6 KB): merge rules that share "
             "an action and drop names the workload never calls",
         )
     ]

@@ -504,6 +504,18 @@ INVALID: list[tuple[str, str, dict[str, Any], list[str]]] = [
         ["spec.syscalls: Too many: 513: must have at most 512 items"],
     ),
     (
+        "too many argument conditions in all",
+        "web",
+        _spec(*[_rule(args=[_arg(i) for i in range(MAX_ARGS)]) for _ in range(86)]),
+        ["spec.syscalls: Invalid value", "more than 512 argument conditions in all"],
+    ),
+    (
+        "too many syscall names in all",
+        "web",
+        _spec(*[_rule(names=["read"] * MAX_NAMES_PER_RULE) for _ in range(3)]),
+        ["spec.syscalls: Invalid value", "more than 2048 syscalls in all"],
+    ),
+    (
         "Docker-format field",
         "web",
         _spec(archMap=[{"architecture": "SCMP_ARCH_X86_64"}]),

@@ -344,6 +344,15 @@ def test_cross_field_rules_are_present(root: dict[str, Any], spec: dict[str, Any
             assert f"'{action}'" in errno_rule
 
 
+def test_whole_profile_totals_equal_the_model_constants(spec: dict[str, Any]) -> None:
+    spec_rules = " ".join(rules(spec))
+    assert f"self.syscalls.map(r, size(r.names)).sum() <= {model.MAX_TOTAL_NAMES}" in spec_rules
+    assert (
+        f"!has(self.syscalls) || self.syscalls.map(r, has(r.args) ? size(r.args) : 0).sum() <= "
+        f"{model.MAX_TOTAL_ARGS}" in spec_rules
+    )
+
+
 def test_name_rules_use_the_model_dns_label(root: dict[str, Any]) -> None:
     root_rules = rules(root)
     # Declared only so that the rules' fieldPath `.metadata.name` is valid and their cost bounded.

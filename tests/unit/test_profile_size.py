@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from agent.catalog import MAX_KEPT_FINDINGS, ProfileCatalog, ProfileKey, ProfileRecord, kept
+from agent.model import (
+    MAX_ARGS,
+    MAX_ERRNO,
+    MAX_PATH_LENGTH,
+    MAX_RULES,
+    MAX_SYSCALL_NAME_LENGTH,
+    MAX_TOTAL_ARGS,
+    MAX_TOTAL_NAMES,
+    Architecture,
+    Flag,
+)
 from agent.render import RenderedProfile
 from agent.validation.findings import error
 from agent.validation.size import MAX_SPEC_BYTES, json_size, size_findings
@@ -81,7 +92,7 @@ def test_an_oversize_spec_is_refused_with_its_size_and_the_limit_without_modelli
 
 
 def test_a_spec_just_under_the_limit_is_validated_normally() -> None:
-    spec = huge_spec(0.2)
+    spec = huge_spec(0.15)  # 2,048 names of 64 characters: the most the CRD allows
     assert json_size(spec) < MAX_SPEC_BYTES
     report = validate_spec(spec, default_architectures=["SCMP_ARCH_X86_64"], compile_profile=None)
     assert all(f.reason != "TooLarge" for f in report.findings)
@@ -121,3 +132,54 @@ def test_the_catalog_caps_the_rendered_bytes_it_holds() -> None:
     catalog.forget(ProfileKey("ns", "a"))
     assert catalog.rendered_bytes == 0
     assert catalog.accept(_record("b", 600)).valid
+
+
+def worst_case_spec() -> dict[str, Any]:
+    """The largest spec the CRD accepts: every bound and total at its maximum, longest values."""
+    rules = []
+    for index in range(MAX_RULES):
+        rules.append(
+            {
+                "names": [
+                    f"n{index:03d}_{i}_".ljust(MAX_SYSCALL_NAME_LENGTH, "x") for i in range(4)
+                ],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": MAX_ERRNO,
+                "args": [
+                    {
+                        "index": MAX_ARGS - 1,
+                        "value": 2**63 - 1,
+                        "valueTwo": 2**63 - 1,
+                        "op": "SCMP_CMP_MASKED_EQ",
+                    }
+                ],
+            }
+        )
+    assert sum(len(r["names"]) for r in rules) == MAX_TOTAL_NAMES
+    assert sum(len(r["args"]) for r in rules) == MAX_TOTAL_ARGS
+    return {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": MAX_ERRNO,
+        "architectures": list(get_args(Architecture)),
+        "flags": list(get_args(Flag)),
+        "listenerPath": "/" + "p" * (MAX_PATH_LENGTH - 1),
+        "listenerMetadata": "m" * MAX_PATH_LENGTH,
+        "syscalls": rules,
+    }
+
+
+def test_the_largest_spec_the_crd_accepts_is_under_the_agent_limit() -> None:
+    """So an object that went through today's CRD is never refused for its size."""
+    size = json_size(worst_case_spec())
+    assert size <= MAX_SPEC_BYTES, f"{size} bytes"
+    assert size_findings(worst_case_spec()) == []
+
+
+def test_totals_over_the_crd_bounds_are_refused_by_the_agent_too() -> None:
+    spec = worst_case_spec()
+    spec["syscalls"][0]["names"].append("read")
+    spec["syscalls"][1]["args"].append({"index": 0, "value": 1, "op": "SCMP_CMP_EQ"})
+    report = validate_spec(spec, default_architectures=["SCMP_ARCH_X86_64"], compile_profile=None)
+    messages = [f.message for f in report.errors if f.field == "spec.syscalls"]
+    assert any(m.startswith(f"the rules name {MAX_TOTAL_NAMES + 1} syscalls") for m in messages)
+    assert any(m.startswith(f"the rules hold {MAX_TOTAL_ARGS + 1} argument") for m in messages)
