@@ -5,7 +5,7 @@ The server itself (timeouts, connection cap, quiet refusals) is `agent.http_serv
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -21,12 +21,22 @@ class App:
     on_reject: Callable[[str], None]
 
 
-def build_app(registry: CollectorRegistry, is_ready: Callable[[], str | None]) -> App:
-    """`is_ready` returns None when ready, else the reason it is not (shown in the body)."""
+def build_app(
+    registry: CollectorRegistry,
+    is_ready: Callable[[], str | None],
+    problems: Callable[[], Mapping[str, str]] = dict,
+) -> App:
+    """`is_ready` returns None when ready, else the reason it is not (shown in the body);
+    `problems` names the parts that are broken or stuck (liveness fails while it is not empty)."""
 
     def healthz() -> Response:
-        # Answering at all proves the event loop is alive; that is what liveness is for.
-        return Response(200, b"ok\n")
+        # Answering at all proves the event loop is alive; `problems` adds whether every part
+        # of the agent is still doing its job.
+        found = problems()
+        if not found:
+            return Response(200, b"ok\n")
+        lines = "".join(f"{name}: {reason}\n" for name, reason in sorted(found.items()))
+        return Response(503, f"unhealthy\n{lines}".encode())
 
     def readyz() -> Response:
         reason = is_ready()

@@ -120,6 +120,23 @@ def test_endpoints_answer_and_keep_alive_serves_several_requests() -> None:
     run(main())
 
 
+def test_healthz_names_the_broken_parts() -> None:
+    async def main() -> None:
+        broken = {"syncer": "stalled for 120 s"}
+        app = build_app(CollectorRegistry(), lambda: None, lambda: broken)
+        server, port = await start_server(app, "127.0.0.1", 0)
+        try:
+            reply = await _get(port)
+            assert reply.startswith(b"HTTP/1.1 503 ")
+            assert reply.endswith(b"unhealthy\nsyncer: stalled for 120 s\n")
+            broken.clear()
+            assert (await _get(port)).startswith(b"HTTP/1.1 200 OK")
+        finally:
+            await server.cleanup()
+
+    run(main())
+
+
 # --- timeouts -----------------------------------------------------------------------------------
 
 
