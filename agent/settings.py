@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
+DEFAULT_HTTP_HOST = "0.0.0.0"  # every IPv4 address: the kubelet probes the pod IP
 DEFAULT_ROOT = Path("/var/lib/kubelet/seccomp")
 DEFAULT_HTTP_PORT = 8080
-DEFAULT_HTTP_HOST = "0.0.0.0"  # every IPv4 address: the kubelet probes the pod IP
 
 LogFormat = Literal["text", "json"]
 
