@@ -14,7 +14,14 @@ from typing import NamedTuple
 
 from agent.model import is_dns_label
 from agent.render import RenderedProfile
-from agent.validation.findings import Finding
+from agent.validation.findings import Finding, error
+
+# Findings kept per profile: enough for status, Events and `kubectl describe`; a profile with
+# thousands of bad names must not cost thousands of objects for as long as it exists.
+MAX_KEPT_FINDINGS = 20
+# All rendered profiles together: 10,000 profiles the size of Docker's default as written
+# (indented) fit; the DaemonSet's memory limit is 512 MiB.
+MAX_RENDERED_BYTES = 192 * 1024 * 1024
 
 
 class ProfileKey(NamedTuple):
@@ -75,10 +82,26 @@ class NodeProfileStatus:
 class ProfileCatalog:
     records: dict[ProfileKey, ProfileRecord] = field(default_factory=dict)
     installed: dict[ProfileKey, str] = field(default_factory=dict)  # key -> sha256 on disk
+    # The rendered files are kept in memory (drift repair restores them from there); their
+    # total is capped so that no number of profiles can push the agent past its memory limit.
+    max_rendered_bytes: int = MAX_RENDERED_BYTES
+    rendered_bytes: int = field(default=0, init=False)
 
     def accept(self, record: ProfileRecord) -> ProfileRecord:
         """Store a newly validated record, carrying the last good rendering over an invalid one."""
         previous = self.records.get(record.key)
+        kept_before = _size(previous)
+        if record.rendered is not None:
+            total = self.rendered_bytes - kept_before + len(record.rendered.content)
+            if total > self.max_rendered_bytes:
+                record = ProfileRecord(
+                    record.key,
+                    record.uid,
+                    record.generation,
+                    None,
+                    (_over_budget(total, self.max_rendered_bytes),),
+                    record.warnings,
+                )
         if record.rendered is None and previous is not None and previous.uid == record.uid:
             record = ProfileRecord(
                 record.key,
@@ -89,10 +112,11 @@ class ProfileCatalog:
                 record.warnings,
             )
         self.records[record.key] = record
+        self.rendered_bytes += _size(record) - kept_before
         return record
 
     def forget(self, key: ProfileKey) -> None:
-        self.records.pop(key, None)
+        self.rendered_bytes -= _size(self.records.pop(key, None))
 
     def mark_installed(self, key: ProfileKey, sha256: str) -> None:
         self.installed[key] = sha256
@@ -157,3 +181,32 @@ def _summary(errors: Iterable[Finding], limit: int = 3) -> str:
     text = "; ".join(f"{f.field}: {f.message}" for f in errors[:limit])
     more = len(errors) - limit
     return text + (f" (and {more} more)" if more > 0 else "")
+
+
+def kept(findings: tuple[Finding, ...], limit: int = MAX_KEPT_FINDINGS) -> tuple[Finding, ...]:
+    """The first `limit` findings, and one that counts the rest."""
+    if len(findings) <= limit:
+        return findings
+    last = findings[limit]
+    more = Finding(
+        last.field,
+        last.severity,
+        last.reason,
+        f"and {len(findings) - limit} more {last.severity}s (run `seccomp-agent validate` "
+        "on the profile for all of them)",
+    )
+    return (*findings[:limit], more)
+
+
+def _size(record: ProfileRecord | None) -> int:
+    return len(record.rendered.content) if record is not None and record.rendered else 0
+
+
+def _over_budget(total: int, limit: int) -> Finding:
+    mib = 1024 * 1024
+    return error(
+        "spec",
+        "TooLarge",
+        f"this node would hold {total / mib:.0f} MiB of profiles with this one; the agent keeps "
+        f"at most {limit // mib} MiB in memory. Delete unused profiles or make them smaller",
+    )

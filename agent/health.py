@@ -1,56 +1,69 @@
-"""One HTTP port for probes and metrics: /healthz (liveness), /readyz (readiness), /metrics."""
+"""One HTTP port for probes and metrics: /healthz (liveness), /readyz (readiness), /metrics.
+
+The server itself (timeouts, connection cap, quiet refusals) is `agent.http_server`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from agent.http_server import Handler, HttpLimits, HttpServer, Response
+
+
+@dataclass(frozen=True)
+class App:
+    """The routes, and where the server reports refused connections and requests."""
+
+    routes: dict[str, Handler]
+    on_reject: Callable[[str], None]
 
 
 def build_app(
     registry: CollectorRegistry,
     is_ready: Callable[[], str | None],
     problems: Callable[[], Mapping[str, str]] = dict,
-) -> web.Application:
+) -> App:
     """`is_ready` returns None when ready, else the reason it is not (shown in the body);
     `problems` names the parts that are broken or stuck (liveness fails while it is not empty)."""
 
-    async def healthz(_: web.Request) -> web.Response:
-        # Answering at all proves the event loop is alive; the supervisor's view adds whether
-        # every part of the agent is still doing its job.
+    def healthz() -> Response:
+        # Answering at all proves the event loop is alive; `problems` adds whether every part
+        # of the agent is still doing its job.
         found = problems()
         if not found:
-            return web.Response(text="ok\n")
+            return Response(200, b"ok\n")
         lines = "".join(f"{name}: {reason}\n" for name, reason in sorted(found.items()))
-        return web.Response(status=503, text=f"unhealthy\n{lines}")
+        return Response(503, f"unhealthy\n{lines}".encode())
 
-    async def readyz(_: web.Request) -> web.Response:
+    def readyz() -> Response:
         reason = is_ready()
         if reason is None:
-            return web.Response(text="ok\n")
-        return web.Response(status=503, text=f"not ready: {reason}\n")
+            return Response(200, b"ok\n")
+        return Response(503, f"not ready: {reason}\n".encode())
 
-    async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(registry)
-        response = web.Response(body=body)
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
+    def metrics() -> Response:
+        return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    return app
+    refused = Counter(
+        "seccomp_sync_http_refused_total",
+        "Connections or requests the probe/metrics port refused or closed early, by reason "
+        "(timeout, malformed request, over the connection cap).",
+        ["reason"],
+        registry=registry,
+    )
+    return App(
+        {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics},
+        lambda reason: refused.labels(reason=reason).inc(),
+    )
 
 
-async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving; returns the runner (to clean up) and the bound port (port 0 picks one)."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    server = site._server  # aiohttp exposes the bound socket only here
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, int(bound)
+async def start_server(
+    app: App, host: str, port: int, limits: HttpLimits | None = None
+) -> tuple[HttpServer, int]:
+    """Start serving; returns the server (`await server.cleanup()` to stop) and the bound port."""
+    server = HttpServer(app.routes, limits or HttpLimits(), app.on_reject)
+    bound = await server.start(host, port)
+    return server, bound

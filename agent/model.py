@@ -27,6 +27,10 @@ MAX_ARGS: Final = 6
 # The kernel caps errno at 4095 (MAX_ERRNO), but libseccomp refuses an ERRNO action whose value
 # is not below it: 4095 itself fails every container with EINVAL, so the usable range is 0..4094.
 MAX_ERRNO: Final = 4094
+# Whole-profile totals (the CRD checks them with CEL): with them the largest spec the API server
+# accepts stays under the agent's size limit (agent/validation/size.py).
+MAX_TOTAL_NAMES: Final = 2048
+MAX_TOTAL_ARGS: Final = 512
 MAX_ARCHITECTURES: Final = 24
 MAX_PATH_LENGTH: Final = 4096
 UINT64_MAX: Final = 2**64 - 1

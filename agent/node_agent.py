@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord
+from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord, kept
 from agent.compile_retry import CompileRetries
 from agent.metrics import Metrics
 from agent.pod_refs import profiles_used_by
@@ -28,6 +28,7 @@ from agent.store import ProfileStore, StoreError
 from agent.syncer import Syncer
 from agent.validation.compiler import TransientCompileError
 from agent.validation.lanes import ValidationLanes
+from agent.validation.size import LARGE_SPEC_BYTES, json_size, size_findings
 from agent.validation.validate import CompileFn, validate_resource
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class ObjectVersion(NamedTuple):
 
 PodRefs = dict[str, frozenset[ProfileKey]]
 """pod uid -> the profiles that pod uses (only pods that use any)."""
+LARGE_VALIDATIONS_AT_ONCE = 2
 
 
 class EventSink(Protocol):
@@ -104,6 +106,10 @@ class NodeAgent:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _reported_failures: dict[ProfileKey, str] = field(default_factory=dict, init=False)
     _pod_refs: PodRefs = field(default_factory=dict, init=False)
+    # Large specs are validated a few at a time, so memory does not grow with a burst of them.
+    _large_validations: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(LARGE_VALIDATIONS_AT_ONCE), init=False
+    )
 
     def __post_init__(self) -> None:
         self.syncer = Syncer(
@@ -163,14 +169,8 @@ class NodeAgent:
         if known is None or known.uid != uid or known.generation != generation:
             # A name that cannot be a file name (stored under an older, looser CRD) comes back
             # Invalid from validation; the syncer never turns such a key into a path.
-            spec = body.get("spec")
-            architectures = spec.get("architectures") if isinstance(spec, Mapping) else None
             try:
-                record = await self.validation_lanes.run(
-                    spec,
-                    len(architectures or self.architectures),
-                    functools.partial(self._validate, key, uid, generation, plain(body)),
-                )
+                record = await self._validate_within_budget(key, uid, generation, body)
             except TransientCompileError as exc:
                 # No verdict on the profile: cache nothing, blame nobody, try again later.
                 self.compile_retries.failed(key, body, str(exc))
@@ -391,6 +391,25 @@ class NodeAgent:
     async def _retry_compile(self, key: ProfileKey, body: Mapping[str, Any]) -> None:
         await self.on_profile_event("MODIFIED", body)
 
+    async def _validate_within_budget(
+        self, key: ProfileKey, uid: str, generation: int, body: Mapping[str, Any]
+    ) -> ProfileRecord:
+        """Validate without letting object size drive memory, or one profile's cost delay
+        another's: an oversize spec is refused by its size alone (nothing copied, modelled or
+        checked), large ones take turns, and cheap ones compile in a lane of their own."""
+        spec = body.get("spec")
+        too_large = size_findings(spec)
+        if too_large:
+            return ProfileRecord(key, uid, generation, None, tuple(too_large))
+        architectures = spec.get("architectures") if isinstance(spec, Mapping) else None
+        validate = functools.partial(self._validate, key, uid, generation, essentials(body))
+        lanes = self.validation_lanes
+        arch_count = len(architectures or self.architectures)
+        if json_size(spec, stop_after=LARGE_SPEC_BYTES) <= LARGE_SPEC_BYTES:
+            return await lanes.run(spec, arch_count, validate)
+        async with self._large_validations:
+            return await lanes.run(spec, arch_count, validate)
+
     def _validate(
         self, key: ProfileKey, uid: str, generation: int, body: dict[str, Any]
     ) -> ProfileRecord:
@@ -402,7 +421,10 @@ class NodeAgent:
         )
         report = result.report
         rendered = render(report.profile) if report.valid and report.profile else None
-        return ProfileRecord(key, uid, generation, rendered, report.errors, report.warnings)
+        # Keep only what status and Events show: a bad profile can have thousands of findings.
+        return ProfileRecord(
+            key, uid, generation, rendered, kept(report.errors), kept(report.warnings)
+        )
 
     def _report_invalid(self, record: ProfileRecord) -> None:
         first = record.errors[0]
@@ -487,6 +509,18 @@ class NodeAgent:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background call failed", exc_info=task.exception())
+
+
+def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an object validation reads, as plain data: not status, annotations or
+    managedFields, which can be as large as the spec and are of no use here."""
+    meta = body.get("metadata", {})
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation") if k in meta},
+        "spec": plain(body.get("spec")),
+    }
 
 
 def plain(value: Any) -> Any:

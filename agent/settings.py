@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
+DEFAULT_HTTP_HOST = "0.0.0.0"  # every IPv4 address: the kubelet probes the pod IP
 DEFAULT_ROOT = Path("/var/lib/kubelet/seccomp")
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_RESYNC_SECONDS = 300.0
@@ -57,7 +58,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--kubeconfig", type=Path, help="kubeconfig file (default: KUBECONFIG, else in-cluster)"
     )
     parser.add_argument(
-        "--http-host", default="0.0.0.0", help="address for /healthz, /readyz, /metrics"
+        "--http-host",
+        default=None,
+        help=f"address to listen on for /healthz, /readyz, /metrics (default: "
+        f"SECCOMP_SYNC_HTTP_HOST {env}, else {DEFAULT_HTTP_HOST}, every IPv4 address; "
+        f"'::' for IPv6, 127.0.0.1 to keep it local)",
     )
     parser.add_argument(
         "--http-port",
@@ -125,7 +130,7 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
         node_name=node_name,
         root=root.absolute(),
         kubeconfig=kubeconfig,
-        http_host=args.http_host,
+        http_host=args.http_host or environ.get("SECCOMP_SYNC_HTTP_HOST", DEFAULT_HTTP_HOST),
         http_port=port,
         namespaces=tuple(args.namespaces or ()),
         log_format=log_format,

@@ -16,6 +16,8 @@ import kopf
 from agent.model import API_GROUP, API_VERSION, PLURAL
 from agent.node_agent import NodeAgent
 
+LIST_CHUNK_SIZE = 10
+
 
 def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
@@ -30,6 +32,9 @@ def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.Op
         # Workers leave soon after their last event, so a bounded pool still moves quickly.
         settings.queueing.worker_limit = 128
         settings.queueing.idle_timeout = 0.05
+        # Page the initial listing: kopf otherwise fetches every object in one response, so a
+        # few objects near etcd's 1.5 MB limit would make one huge allocation at a cold start.
+        settings.watching.chunk_size = LIST_CHUNK_SIZE
         settings.watching.connect_timeout = 10
         settings.networking.request_timeout = 30
         # Only this node's pods: the agent's memory and watch traffic must not grow with the

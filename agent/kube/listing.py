@@ -16,6 +16,9 @@ from agent.node_agent import ObjectVersion, PodRefs
 from agent.pod_refs import profiles_used_by
 
 PAGE_SIZE = 500
+# Only the keys are needed: ask for metadata alone, so a listing's size does not grow with the
+# profiles' specs (an object can be 1.5 MB; 500 of them in one page would be 750 MB of JSON).
+METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
 
 def list_profile_versions(
@@ -37,6 +40,7 @@ def list_profile_versions(
                     PLURAL,
                     limit=PAGE_SIZE,
                     _continue=token,
+                    _headers=METADATA_ONLY,
                     _request_timeout=REQUEST_TIMEOUT,
                 )
             else:
@@ -47,9 +51,10 @@ def list_profile_versions(
                     PLURAL,
                     limit=PAGE_SIZE,
                     _continue=token,
+                    _headers=METADATA_ONLY,
                     _request_timeout=REQUEST_TIMEOUT,
                 )
-            for item in page.get("items", []):
+            for item in page.get("items") or []:  # null in an empty metadata list
                 meta = item["metadata"]
                 key = ProfileKey(meta["namespace"], meta["name"])
                 versions[key] = ObjectVersion(meta.get("uid", ""), meta.get("resourceVersion", ""))

@@ -25,6 +25,10 @@ _RULE_HINTS: Final = {
     "errno": "use the number in `errnoRet` (EPERM is 1)",
     "name": "use the list `names`",
 }
+# The keys refused; crds/seccompprofile.yaml declares exactly these, so that the API server keeps
+# them (instead of pruning them) and refuses them with the same advice.
+DOCKER_SPEC_KEYS: Final = tuple(_TOP_LEVEL_HINTS)
+DOCKER_RULE_KEYS: Final = tuple(_RULE_HINTS)
 _WHY: Final = (
     "this is Docker-format, not OCI: containerd drops unknown keys silently, so the profile would "
     "mean something else on the node"

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from agent.model import ACTIONS_WITH_ERRNO, OciSeccomp, SyscallRule
+from agent.model import (
+    ACTIONS_WITH_ERRNO,
+    MAX_TOTAL_ARGS,
+    MAX_TOTAL_NAMES,
+    OciSeccomp,
+    SyscallRule,
+)
 from agent.validation.findings import Finding, error, warning
 
 NOTIFY = "SCMP_ACT_NOTIFY"
@@ -43,7 +49,28 @@ def semantic_findings(
     for index, rule in enumerate(rules):
         findings.extend(_rule_findings(profile, rule, f"{prefix}syscalls[{index}]"))
     findings.extend(_duplicate_name_findings(rules, prefix))
+    findings.extend(_total_findings(rules, prefix))
     return findings
+
+
+def _total_findings(rules: Sequence[SyscallRule], prefix: str) -> Iterator[Finding]:
+    names = sum(len(rule.names) for rule in rules)
+    if names > MAX_TOTAL_NAMES:
+        yield error(
+            f"{prefix}syscalls",
+            "TooLarge",
+            f"the rules name {names} syscalls in all; at most {MAX_TOTAL_NAMES} (Linux has about "
+            "460 per architecture): give each syscall one rule, and merge rules that share an "
+            "action",
+        )
+    args = sum(len(rule.args or ()) for rule in rules)
+    if args > MAX_TOTAL_ARGS:
+        yield error(
+            f"{prefix}syscalls",
+            "TooLarge",
+            f"the rules hold {args} argument conditions in all; at most {MAX_TOTAL_ARGS} (Docker's "
+            "default holds 9), and each costs BPF instructions out of the kernel's 4096",
+        )
 
 
 def _byte_order_findings(

@@ -29,6 +29,7 @@ from agent.validation.findings import Finding, ValidationReport, error
 from agent.validation.names import syscall_name_findings
 from agent.validation.schema import schema_findings
 from agent.validation.semantics import semantic_findings
+from agent.validation.size import size_findings
 
 # The kernel refuses a filter over 4096 instructions (BPF_MAXINSNS); runc and crun add a stub of
 # their own in front, so leave headroom rather than accept a profile that fails at container start.
@@ -60,6 +61,11 @@ def validate_spec(
         return ValidationReport(
             (error(field, "Schema", "expected an object with at least defaultAction"),), None
         )
+    too_large = size_findings(raw_spec, prefix)
+    if too_large:
+        # Nothing more is built of it: checking every rule of a huge spec costs memory and CPU
+        # in proportion to its size, for findings nobody would read.
+        return ValidationReport(tuple(too_large), None)
     findings = docker_format_findings(raw_spec, prefix)
     try:
         profile = OciSeccomp.model_validate(strip_inert_docker_keys(raw_spec))

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import yaml
 
@@ -503,10 +504,22 @@ INVALID: list[tuple[str, str, dict[str, Any], list[str]]] = [
         ["spec.syscalls: Too many: 513: must have at most 512 items"],
     ),
     (
+        "too many argument conditions in all",
+        "web",
+        _spec(*[_rule(args=[_arg(i) for i in range(MAX_ARGS)]) for _ in range(86)]),
+        ["spec.syscalls: Invalid value", "more than 512 argument conditions in all"],
+    ),
+    (
+        "too many syscall names in all",
+        "web",
+        _spec(*[_rule(names=["read"] * MAX_NAMES_PER_RULE) for _ in range(3)]),
+        ["spec.syscalls: Invalid value", "more than 2048 syscalls in all"],
+    ),
+    (
         "Docker-format field",
         "web",
         _spec(archMap=[{"architecture": "SCMP_ARCH_X86_64"}]),
-        ['unknown field "spec.archMap"'],
+        ["spec.archMap: Forbidden: archMap is Docker-format", "`architectures`"],
     ),
     (
         "name with dots",
@@ -562,3 +575,76 @@ def test_values_above_int64_are_rejected_not_mangled(crd: Cluster, namespace: st
         assert result.returncode != 0, f"{value} accepted: {result.stdout}"
         assert "spec.syscalls[0].args[0].value" in result.stderr, result.stderr
         assert "must be of type int64" in result.stderr, result.stderr
+
+
+# --- Docker-format keys: refused by the API server whatever the client ---------------------------
+#
+# An undeclared key is pruned, not refused, when the client skips validation: the stored profile
+# would have lost its capability gates (a CAP_SYS_ADMIN-only `mount` rule becomes a plain ALLOW).
+# The CRD declares every Docker key so that it reaches the CEL rules that refuse it.
+
+DOCKER_SPEC: dict[str, Any] = {
+    "defaultAction": "SCMP_ACT_ERRNO",
+    "defaultErrno": "EPERM",
+    "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+    "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW", "includes": {}, "excludes": {}},
+        {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+        {"names": ["bpf"], "action": "SCMP_ACT_ALLOW", "excludes": {"arches": ["s390x"]}},
+        {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "errno": "EPERM"},
+        {"name": "open", "names": ["open"], "action": "SCMP_ACT_ALLOW"},
+    ],
+}
+DOCKER_REFUSALS = [
+    "spec.archMap: Forbidden: archMap is Docker-format",
+    "spec.defaultErrno: Forbidden: defaultErrno is Docker-format",
+    "spec.syscalls[1].includes: Forbidden: includes is Docker-format",
+    "spec.syscalls[2].excludes: Forbidden: excludes is Docker-format",
+    "spec.syscalls[3].errno: Forbidden: errno is Docker-format",
+    "spec.syscalls[4].name: Forbidden: name is Docker-format",
+]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [("--validate=false",), ("--server-side", "--validate=false")],
+    ids=["client-side-apply", "server-side-apply"],
+)
+def test_docker_keys_are_refused_when_kubectl_skips_validation(
+    crd: Cluster, namespace: str, flags: tuple[str, ...]
+) -> None:
+    result = apply(crd, namespace, profile("docker", **copy.deepcopy(DOCKER_SPEC)), *flags)
+    assert result.returncode != 0, f"accepted: {result.stdout}"
+    for phrase in DOCKER_REFUSALS:
+        assert phrase in words(result.stderr), f"{phrase!r} not in:\n{result.stderr}"
+    assert "containerd drops unknown keys silently" in words(result.stderr)
+    got = crd.kubectl("get", PLURAL, "-n", namespace, "-o", "name").stdout
+    assert got.strip() == ""
+
+
+def test_docker_keys_are_refused_for_a_plain_api_create(crd: Cluster, namespace: str) -> None:
+    """The Python client sends no fieldValidation: only the schema and CEL stand in the way."""
+    api = kubernetes.client.CustomObjectsApi(crd.api_client())
+    for key, value in [("archMap", DOCKER_SPEC["archMap"]), ("defaultErrno", "EPERM")]:
+        obj = profile(f"docker-{key.lower()}", defaultAction="SCMP_ACT_ERRNO", **{key: value})
+        with pytest.raises(kubernetes.client.ApiException) as caught:
+            api.create_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, obj, _request_timeout=30
+            )
+        assert caught.value.status == 422
+        assert f"spec.{key}: Forbidden: {key} is Docker-format" in caught.value.body
+    gated = profile("docker-gate", **copy.deepcopy(DOCKER_SPEC))
+    with pytest.raises(kubernetes.client.ApiException) as caught:
+        api.create_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, PLURAL, gated, _request_timeout=30
+        )
+    assert caught.value.status == 422
+    for phrase in DOCKER_REFUSALS:
+        assert phrase in caught.value.body
+
+
+def test_empty_docker_gates_are_harmless_and_accepted(crd: Cluster, namespace: str) -> None:
+    """`"includes": {}` is common in pasted profiles and changes nothing: the agent ignores it."""
+    spec = _spec(_rule(names=["read"], includes={}, excludes={}))
+    result = apply(crd, namespace, profile("gates", **spec), "--validate=false")
+    assert result.returncode == 0, result.stderr

@@ -193,6 +193,8 @@ def test_daemonset_is_hardened_and_covers_every_node(installed: list[dict[str, A
         "run",
         "--root",
         "/var/lib/kubelet/seccomp",
+        "--http-host",
+        "0.0.0.0",
         "--http-port",
         "8080",
         "--remove-startup-taint",

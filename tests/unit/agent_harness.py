@@ -252,7 +252,7 @@ class Harness:
         wanted = {key: expected_bytes(body) for key, body in self.valid_objects().items()}
         return self.disk() == wanted and self.agent.ready
 
-    async def until(self, condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    async def until(self, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not condition():
             if asyncio.get_running_loop().time() > deadline:

@@ -38,6 +38,7 @@ from agent.model import (
     OciSeccomp,
     Operator,
 )
+from agent.validation.docker_format import DOCKER_RULE_KEYS, DOCKER_SPEC_KEYS
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "seccompprofile.yaml"
 INT64_MAX = 2**63 - 1
@@ -270,7 +271,10 @@ def _compare(
         yield from _compare(model_node["items"], crd_node["items"], defs, path)
     if model_node.get("type") == "object":
         model_props = model_node.get("properties", {})
-        crd_props = crd_node.get("properties", {})
+        # Docker-format keys are declared only to be refused (test_docker_keys_are_refused...).
+        crd_props = {
+            k: v for k, v in crd_node.get("properties", {}).items() if k not in _docker_keys(path)
+        }
         if set(model_props) != set(crd_props):
             yield (
                 f"{where}: fields {sorted(crd_props)} in the CRD, "
@@ -285,11 +289,39 @@ def _compare(
             yield from _compare(model_props[name], crd_props[name], defs, (*path, name))
 
 
+def _docker_keys(path: tuple[str, ...]) -> tuple[str, ...]:
+    return {(): DOCKER_SPEC_KEYS, ("syscalls",): DOCKER_RULE_KEYS}.get(path, ())
+
+
 def test_spec_schema_equals_the_model_json_schema(spec: dict[str, Any]) -> None:
     """Every field, type, enum and bound of OciSeccomp, whatever constant it comes from."""
     model_schema = OciSeccomp.model_json_schema()
     differences = list(_compare(model_schema, spec, model_schema.get("$defs", {}), ()))
     assert differences == [], "CRD and agent/model.py disagree:\n" + "\n".join(differences)
+
+
+@pytest.mark.parametrize(
+    ("path", "keys"),
+    [((), DOCKER_SPEC_KEYS), (("syscalls",), DOCKER_RULE_KEYS)],
+    ids=["spec", "syscalls"],
+)
+def test_docker_keys_are_declared_and_refused_by_a_rule_naming_them(
+    spec: dict[str, Any], path: tuple[str, ...], keys: tuple[str, ...]
+) -> None:
+    """Undeclared keys are pruned by the API server when a client skips validation; the
+    profile would then silently lose its capability gates. So each is kept, and refused."""
+    node = at(spec, *path)
+    node = node["items"] if node.get("type") == "array" else node
+    model_fields = (model.SyscallRule if path else OciSeccomp).model_fields
+    declared = set(node["properties"]) - set(model_fields)
+    assert declared == set(keys)
+    refusals = {v.get("fieldPath"): v for v in node["x-kubernetes-validations"]}
+    for key in keys:
+        rule = refusals[f".{key}"]
+        assert rule["rule"].startswith(f"!has(self.{key})"), rule
+        assert rule["reason"] == "FieldValueForbidden"
+        assert "Docker-format" in rule["message"]
+        assert "containerd drops unknown keys silently" in rule["message"]
 
 
 # --- CEL: the rules of agent/validation/semantics.py that a schema cannot express ---------------
@@ -310,6 +342,15 @@ def test_cross_field_rules_are_present(root: dict[str, Any], spec: dict[str, Any
     ]:
         for action in model.ACTIONS_WITH_ERRNO:
             assert f"'{action}'" in errno_rule
+
+
+def test_whole_profile_totals_equal_the_model_constants(spec: dict[str, Any]) -> None:
+    spec_rules = " ".join(rules(spec))
+    assert f"self.syscalls.map(r, size(r.names)).sum() <= {model.MAX_TOTAL_NAMES}" in spec_rules
+    assert (
+        f"!has(self.syscalls) || self.syscalls.map(r, has(r.args) ? size(r.args) : 0).sum() <= "
+        f"{model.MAX_TOTAL_ARGS}" in spec_rules
+    )
 
 
 def test_name_rules_use_the_model_dns_label(root: dict[str, Any]) -> None:

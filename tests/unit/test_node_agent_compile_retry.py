@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from agent.node_agent import NodeAgent
 from agent.store import ProfileStore
 from agent.validation._compile_worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
 from agent.validation.compiler import ArchCompileResult, Compiler
+from agent.validation.cost import Lane, lane_for
 
 X86_64 = "SCMP_ARCH_X86_64"
 
@@ -162,18 +164,23 @@ def test_a_newer_generation_supersedes_a_pending_retry(tmp_path: Path) -> None:
 
 
 def expensive_body(name: str) -> dict[str, Any]:
-    """512 rules x 6 equality conditions on one syscall: allowed, about half a second to compile."""
+    """The costliest shape the CRD's bounds allow (512 argument conditions in all): 85 rules x
+    6 equality conditions on one syscall, for three architectures; the expensive lane."""
     rules = [
         {
             "names": ["personality"],
             "action": "SCMP_ACT_ALLOW",
             "args": [{"index": i, "value": v * 7 + i, "op": "SCMP_CMP_EQ"} for i in range(6)],
         }
-        for v in range(512)
+        for v in range(85)
     ]
     noisy = body()
     noisy["metadata"] = {**noisy["metadata"], "name": name, "uid": f"u-{name}"}
-    noisy["spec"] = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules}
+    noisy["spec"] = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": rules,
+    }
     return noisy
 
 
@@ -185,6 +192,14 @@ def test_a_trivial_profile_gets_its_verdict_while_expensive_ones_still_compile(
     noisy = [expensive_body(f"noisy-{i}") for i in range(6)]  # as many as the default pool
     trivial_key = ProfileKey("team-a", "web")
 
+    def slow_when_expensive(document: Any, architectures: Sequence[str]) -> list[ArchCompileResult]:
+        # Since the CRD bounds a whole profile, the costliest allowed shape compiles in ~60 ms
+        # here; half a second per compile stands for a slower node, or looser bounds, so the
+        # order below depends on the lanes, not on this machine's speed.
+        if lane_for(document, len(architectures)) is Lane.EXPENSIVE:
+            time.sleep(0.5)
+        return compiler.compile(document, architectures)
+
     async def scenario(compiler: Compiler) -> list[str]:
         agent = NodeAgent(
             node_name="node-1",
@@ -192,7 +207,7 @@ def test_a_trivial_profile_gets_its_verdict_while_expensive_ones_still_compile(
             catalog=ProfileCatalog(),
             store=store,
             metrics=Metrics(),
-            compile_profile=compiler.compile,
+            compile_profile=slow_when_expensive,
             events=RecordedEvents(),
             **api_reads(),
         )
