@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 WARNING_INTERVAL_SECONDS: Final = 60.0
 # Metric label for each refusal status; everything else is a malformed request.
 _KINDS: Final = {408: "timeout", 431: "too_large"}
+LINGER_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class HttpServer:
             self._note(_KINDS.get(exc.status, "malformed"), writer, exc.reason)
             with contextlib.suppress(Exception):
                 await self._reply(writer, _error(exc.status, exc.reason), False, False)
+                await _linger(reader, writer)
         except (ConnectionError, TimeoutError):
             pass  # the client went away or never read its reply: nothing to answer
         finally:
@@ -223,6 +225,17 @@ class HttpServer:
             f"{WARNING_INTERVAL_SECONDS:.0f} s",
             extra={**extra, "refused": dict(self.rejected)},
         )
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close, then read and drop what the client still sends, briefly: closing a socket
+    with unread input makes the kernel send a reset, which can destroy the error reply before
+    the client reads it (the "lingering close" of HTTP servers)."""
+    writer.write_eof()
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            while await reader.read(4096):
+                pass
 
 
 def _call(handler: Handler) -> Response:
