@@ -7,7 +7,6 @@ and the only API calls go through the callables handed in (events, listings).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -112,7 +111,8 @@ class NodeAgent:
                 record = await self.validation_lanes.run(
                     spec,
                     len(architectures or self.architectures),
-                    functools.partial(self._validate, key, uid, generation, plain(body)),
+                    # plain() copies the body: in the thread too, not on the event loop.
+                    lambda: self._validate(key, uid, generation, plain(body)),
                 )
             except TransientCompileError as exc:
                 # No verdict on the profile: cache nothing, blame nobody, try again later.
