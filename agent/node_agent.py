@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import time
@@ -402,7 +401,11 @@ class NodeAgent:
         if too_large:
             return ProfileRecord(key, uid, generation, None, tuple(too_large))
         architectures = spec.get("architectures") if isinstance(spec, Mapping) else None
-        validate = functools.partial(self._validate, key, uid, generation, essentials(body))
+
+        # essentials() copies the spec: in the thread, not on the event loop.
+        def validate() -> ProfileRecord:
+            return self._validate(key, uid, generation, essentials(body))
+
         lanes = self.validation_lanes
         arch_count = len(architectures or self.architectures)
         if json_size(spec, stop_after=LARGE_SPEC_BYTES) <= LARGE_SPEC_BYTES:

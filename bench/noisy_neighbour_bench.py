@@ -111,14 +111,7 @@ class Objects:
 
 
 def api_reads() -> dict[str, Any]:
-    """The node agent's API reads, which nothing here needs: empty answers.
-
-    Spelled for both shapes of `NodeAgent` (before and after the supervision rework of issue 9),
-    so this keeps working whichever is merged first.
-    """
-    names = {f.name for f in dataclasses.fields(NodeAgent)}
-    if "list_keys" in names:
-        return {"list_keys": set, "list_pinned": frozenset}
+    """The node agent's API reads, which nothing here needs: empty answers."""
     return {"list_profiles": dict, "get_profile": lambda key: None, "list_pods": dict}
 
 

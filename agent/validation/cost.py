@@ -214,13 +214,13 @@ def _runc_condition_sets(args: Any) -> list[_ConditionSet]:
 
 
 def _condition(arg: Mapping[str, Any]) -> _Condition:
-    # repr: the values are untrusted JSON (possibly lists), and only equality matters here.
-    return (
-        repr(arg.get("index")),
-        repr(arg.get("op")),
-        repr(arg.get("value", 0)),
-        repr(arg.get("valueTwo", 0)),
-    )
+    condition = (arg.get("index"), arg.get("op"), arg.get("value", 0), arg.get("valueTwo", 0))
+    try:
+        hash(condition)
+    except TypeError:
+        # Untrusted JSON may hold lists here; only equality matters, and repr keeps it.
+        return tuple(repr(part) for part in condition)
+    return condition
 
 
 def _syscall_cost(name: str, first_rule: int, sets: Sequence[_ConditionSet]) -> SyscallCost:
@@ -248,11 +248,11 @@ def _syscall_cost(name: str, first_rule: int, sets: Sequence[_ConditionSet]) -> 
 
 def _overlapping(sets: Sequence[_ConditionSet]) -> bool:
     """Whether libseccomp must copy rules into each other's branches (see the module docstring)."""
-    ranged = [s for s in sets if any(condition[1] not in _EQUALITY_REPRS for condition in s)]
+    ranged = [s for s in sets if any(condition[1] not in _EQUALITY_OPERATORS for condition in s)]
     return len(ranged) >= 2
 
 
-_EQUALITY_REPRS: Final = frozenset({repr("SCMP_CMP_EQ"), repr("SCMP_CMP_MASKED_EQ")})
+_EQUALITY_OPERATORS: Final = frozenset({"SCMP_CMP_EQ", "SCMP_CMP_MASKED_EQ"})
 
 
 def _product(factors: Iterable[int]) -> int:
@@ -273,6 +273,22 @@ def lane_for(profile: Any, architectures: int) -> Lane:
     if _rule_pairs_upper_bound(profile) > _EXPENSIVE_BY_RULES_ALONE:
         return Lane.EXPENSIVE
     return estimate(profile, architectures).lane
+
+
+def shape_size(profile: Any) -> int:
+    """An upper bound of the (syscall name x argument condition) pairs, in O(rules).
+
+    What `estimate` walks; tells the caller whether estimating is worth a thread of its own.
+    """
+    rules = profile.get("syscalls") if isinstance(profile, Mapping) else None
+    if not isinstance(rules, list):
+        return 0
+    size = 0
+    for rule in rules:
+        if isinstance(rule, Mapping) and isinstance(rule.get("names"), list):
+            args = rule.get("args")
+            size += len(rule["names"]) * max(1, len(args) if isinstance(args, list) else 0)
+    return size
 
 
 # SECONDS_PER_PROFILE_RULE_SQUARED * 3,200^2 is over CHEAP_LANE_BELOW_SECONDS on its own.

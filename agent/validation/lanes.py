@@ -14,11 +14,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
-from agent.validation.cost import Lane, lane_for
+from agent.validation.cost import Lane, lane_for, shape_size
 
 T = TypeVar("T")
 
 CHEAP_THREADS: Final = 4
+# (name x condition) pairs up to which the estimate is cheap enough for the event loop.
+ESTIMATE_ON_LOOP_UP_TO: Final = 512
 
 
 class ValidationLanes:
@@ -29,12 +31,20 @@ class ValidationLanes:
             Lane.CHEAP: ThreadPoolExecutor(cheap_threads, thread_name_prefix="validate-cheap"),
             Lane.EXPENSIVE: ThreadPoolExecutor(1, thread_name_prefix="validate-expensive"),
         }
+        self._classifier = ThreadPoolExecutor(1, thread_name_prefix="validate-classify")
 
     async def run(self, spec: Any, architectures: int, call: Callable[[], T]) -> T:
         """`call()` on the pool of `spec`'s lane (an OCI seccomp object, raw from the API)."""
-        lane = lane_for(spec, architectures)  # bounded work: safe on the event loop
-        return await asyncio.get_running_loop().run_in_executor(self._pools[lane], call)
+        loop = asyncio.get_running_loop()
+        if shape_size(spec) <= ESTIMATE_ON_LOOP_UP_TO:
+            lane = lane_for(spec, architectures)  # microseconds: not worth a thread hop
+        else:
+            # Estimating a 3,072-condition profile takes milliseconds: on the event loop a
+            # burst of them would hold up every other event, on the cheap threads every cheap
+            # profile. One thread of its own does them in turn.
+            lane = await loop.run_in_executor(self._classifier, lane_for, spec, architectures)
+        return await loop.run_in_executor(self._pools[lane], call)
 
     def shutdown(self) -> None:
-        for pool in self._pools.values():
+        for pool in (*self._pools.values(), self._classifier):
             pool.shutdown(wait=False, cancel_futures=True)

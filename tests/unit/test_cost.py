@@ -18,6 +18,7 @@ from agent.validation.cost import (
     budget_findings,
     estimate,
     lane_for,
+    shape_size,
 )
 from agent.validation.syscall_names import names_on
 from agent.validation.validate import validate_spec
@@ -179,3 +180,16 @@ def test_any_shape_is_estimated_without_crashing(junk: Any) -> None:
     cost = estimate(junk, 1)
     assert 0 < cost.seconds < CHEAP_LANE_BELOW_SECONDS
     assert lane_for(junk, 1) is Lane.CHEAP
+
+
+def test_shape_size_bounds_what_the_estimate_walks() -> None:
+    shapes = [
+        profile(),
+        repeated(512, 6),
+        repeated(4, 6, "SCMP_CMP_NE"),
+        profile(allow(["ioctl", "read"], [arg(0, 1), arg(0, 2), arg(1, 3)])),
+        profile(*[allow(sorted(names_on(X86_64))[:50])] * 20),
+    ]
+    for oci in shapes:
+        cost = estimate(oci, 1)
+        assert shape_size(oci) >= max(cost.conditions, cost.rules)
