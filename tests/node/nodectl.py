@@ -180,17 +180,19 @@ def write_identity(paths: Paths, cluster: Cluster, name: str) -> None:
     key, csr, cert = paths.pki / "node.key", paths.pki / "node.csr", paths.pki / "node.crt"
     ext = paths.pki / "node.ext"
     ext.write_text("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n")
-    run(
-        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-        + ["-nodes", "-keyout", str(key), "-out", str(csr)]
-        + ["-subj", f"/O=system:nodes/CN=system:node:{name}"]
-    )
+    request = [
+        "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", str(key), "-out", str(csr),
+        "-subj", f"/O=system:nodes/CN=system:node:{name}",
+    ]  # fmt: skip
+    run(request)
     ca = cluster.dir / "pki"
-    run(
-        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca / "ca.crt")]
-        + ["-CAkey", str(ca / "ca.key"), "-set_serial", str(int.from_bytes(os.urandom(8), "big"))]
-        + ["-days", "30", "-extfile", str(ext), "-out", str(cert)]
-    )
+    sign = [
+        "openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca / "ca.crt"),
+        "-CAkey", str(ca / "ca.key"), "-set_serial", str(int.from_bytes(os.urandom(8), "big")),
+        "-days", "30", "-extfile", str(ext), "-out", str(cert),
+    ]  # fmt: skip
+    run(sign)
     server = cluster.config()
     kubeconfig = {
         "apiVersion": "v1",
@@ -306,12 +308,12 @@ def stop_pid(pid: int, grace_s: float) -> None:
 
 
 def all_pids() -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
 
 
 def mount_ns(pid: int) -> str | None:
     try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
+        return str(Path(f"/proc/{pid}/ns/mnt").readlink())
     except OSError:
         return None
 
@@ -349,7 +351,7 @@ def other_node_processes() -> bool:
     """Does any kubelet or containerd run (another test node, or the host's own)?"""
     for pid in all_pids():
         with contextlib.suppress(OSError):
-            if os.path.basename(os.readlink(f"/proc/{pid}/exe")) in ("kubelet", "containerd"):
+            if Path(f"/proc/{pid}/exe").readlink().name in ("kubelet", "containerd"):
                 return True
     return False
 
@@ -499,7 +501,9 @@ def import_image(paths: Paths, archive: Path) -> None:
     ctr(paths, "images", "import", "--all-platforms", str(archive), timeout=600)
 
 
-def up(cluster_dir: Path, node_dir: Path, name: str | None, taints: list[str], extra: list[Path]) -> str:
+def up(
+    cluster_dir: Path, node_dir: Path, name: str | None, taints: list[str], extra: list[Path]
+) -> str:
     started = time.monotonic()
     paths = Paths(node_dir)
     cluster = Cluster(cluster_dir)
@@ -508,7 +512,9 @@ def up(cluster_dir: Path, node_dir: Path, name: str | None, taints: list[str], e
     node_dir.mkdir(parents=True, exist_ok=True)
     (node_dir / MARKER).touch()
     if len(str(paths.containerd_sock)) + len(".ttrpc") > 100:
-        raise NodeError(f"NODE_DIR {node_dir} is too long for a unix socket path; use a shorter one")
+        raise NodeError(
+            f"NODE_DIR {node_dir} is too long for a unix socket path; use a shorter one"
+        )
     with locked(node_dir / ".lock"):
         if paths.state.exists():
             state = json.loads(paths.state.read_text())
@@ -597,12 +603,12 @@ def start_processes(
     port, healthz_port = free_port(name), free_port(name)
     config = kubelet_config(paths, name, port, healthz_port, cgroup_root, taints)
     paths.kubelet_config.write_text(json.dumps(config, indent=2))
-    kubelet_pid = start_detached(
-        ["nsenter", f"--mount=/proc/{containerd_pid}/ns/mnt", "--", str(bin_dir / "kubelet")]
-        + ["--config", str(paths.kubelet_config), "--kubeconfig", str(paths.kubeconfig)]
-        + ["--hostname-override", name, "--root-dir", "/var/lib/kubelet", "--v", "1"],
-        paths.logs / "kubelet.log",
-    )
+    kubelet = [
+        "nsenter", f"--mount=/proc/{containerd_pid}/ns/mnt", "--", str(bin_dir / "kubelet"),
+        "--config", str(paths.kubelet_config), "--kubeconfig", str(paths.kubeconfig),
+        "--hostname-override", name, "--root-dir", "/var/lib/kubelet", "--v", "1",
+    ]  # fmt: skip
+    kubelet_pid = start_detached(kubelet, paths.logs / "kubelet.log")
     save(kubelet_pid=kubelet_pid, port=port, healthz_port=healthz_port)
 
 
