@@ -11,8 +11,9 @@ run with the system's python3, before any virtualenv exists.
 Why it is built this way (measured facts in ../shared/NODE-FACTS.md):
 
 - **A mount namespace per node.** containerd and the kubelet run in their own mount namespace in
-  which ``NODE_DIR/kubelet`` is bind-mounted at ``/var/lib/kubelet``, and ``/run/containerd``
-  and ``/var/log/containers`` (paths both programs hard-code) are private too. So every node
+  which ``NODE_DIR/kubelet`` is bind-mounted at ``/var/lib/kubelet``, and ``/run/containerd``,
+  ``/var/log/containers``, ``/run/netns`` and ``/var/lib/cni`` (paths they hard-code) are
+  private too. So every node
   on this host has the real default paths, a DaemonSet's hostPath
   ``/var/lib/kubelet/seccomp/seccomp-sync`` means each node's own directory (as on a real
   cluster), two nodes do not share the kubelet's device-plugin socket, and the volume mounts
@@ -57,6 +58,10 @@ NS_MOUNTS = (
     ("/var/lib/kubelet", "kubelet"),
     ("/var/log/containers", "log-containers"),
     ("/run/containerd", None),  # a tmpfs: shim sockets and runc state live and die with the node
+    # A pod without hostNetwork still makes containerd pin a network namespace and cache a CNI
+    # result (its sandbox then fails: there is no pod network): tmpfs too.
+    ("/run/netns", None),
+    ("/var/lib/cni", None),
 )
 # Marks the (empty) mount-point directories a test node created on the host, so whichever
 # node's teardown runs last removes them, and a directory the host already had stays.
