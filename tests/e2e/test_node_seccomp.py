@@ -191,6 +191,31 @@ def agent(
         )  # fmt: skip
 
 
+def test_agent_pod_runs_with_the_real_hardening(agent: Node) -> None:
+    """What deploy/ asks for, as the kernel sees the agent's process on the node: the init
+    container handed the directory over, and the agent runs as 65532 without capabilities,
+    under the runtime's default seccomp profile, on a read-only root filesystem."""
+    directory = agent.seccomp_root / "seccomp-sync"
+    assert (directory.stat().st_uid, directory.stat().st_gid) == (65532, 65532)
+    pid = agent_process(agent)
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    assert status["Uid"].split() == ["65532"] * 4
+    assert status["Gid"].split() == ["65532"] * 4
+    assert int(status["CapEff"], 16) == 0
+    assert int(status["CapPrm"], 16) == 0
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"
+    mounts = [line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+    root_options = next(fields[5] for fields in mounts if fields[4] == "/")
+    assert "ro" in root_options.split(",")
+    profiles_options = next(
+        fields[5] for fields in mounts if fields[4] == "/var/lib/kubelet/seccomp/seccomp-sync"
+    )
+    assert "rw" in profiles_options.split(",")
+
+
 def test_missing_profile_is_create_container_error(
     crd: Cluster, node: Node, namespace: str
 ) -> None:
