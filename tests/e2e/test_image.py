@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import struct
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,29 @@ def test_image_runs_as_the_dockerfile_says(agent_image: AgentImage) -> None:
     assert config["os"] == "linux"
 
 
+def test_every_module_has_byte_code_python_will_use(agent_image: AgentImage) -> None:
+    """The root filesystem is read-only: a module whose .pyc Python rejects is compiled again in
+    memory at every start (slower, and about 60 MB more RSS for the agent). A timestamp-based
+    .pyc is rejected when the builder rounded its source's mtime; hash-based ones never are."""
+    sources: dict[str, int] = {}
+    headers: dict[str, tuple[int, int]] = {}
+    for name, mtime, data in image_members(agent_image.archive):
+        if not name.startswith(("opt/seccomp-sync/lib/", "usr/lib/python3.11/")):
+            continue
+        if name.endswith(".py"):
+            sources[name] = mtime
+        elif name.endswith(".pyc"):
+            headers[name] = struct.unpack("<II", data[4:12])  # flags, source mtime
+    rejected = []
+    for source, mtime in sources.items():
+        directory, base = source.rsplit("/", 1)
+        header = headers.get(f"{directory}/__pycache__/{base[:-3]}.cpython-311.pyc")
+        if header is None or (header[0] == 0 and header[1] != mtime):
+            rejected.append(source)
+    assert len(sources) > 1000
+    assert rejected == []
+
+
 def test_build_time_ca_is_not_in_the_image(agent_image: AgentImage) -> None:
     """The host's CA bundle was mounted into the build's RUN steps only: the certificates it
     has beyond Debian's own set (this machine's local CA) appear in no file of any layer."""
@@ -72,12 +96,18 @@ def test_build_time_ca_is_not_in_the_image(agent_image: AgentImage) -> None:
     assert leaked == [], f"a build-time CA certificate is in the image: {leaked}"
 
 
-def image_files(archive: Path) -> Iterator[tuple[str, bytes]]:
-    """(path, content) of every regular file in every layer."""
+def image_members(archive: Path) -> Iterator[tuple[str, int, bytes]]:
+    """(path, mtime, content) of every regular file in every layer."""
     _, layers = image_parts(archive)
     for layer in layers:
         for member in layer:
             if member.isfile():
                 handle = layer.extractfile(member)
                 assert handle is not None
-                yield member.name.removeprefix("./"), handle.read()
+                yield member.name.removeprefix("./"), int(member.mtime), handle.read()
+
+
+def image_files(archive: Path) -> Iterator[tuple[str, bytes]]:
+    """(path, content) of every regular file in every layer."""
+    for name, _, data in image_members(archive):
+        yield name, data
