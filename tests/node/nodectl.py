@@ -532,11 +532,15 @@ def up(
             )
         bin_dir = build_binaries()
         archives = images.build()
+        # Held until the Node is registered, so that two nodes starting at once never pick
+        # the same name.
         with locked(cluster_dir / ".testnode-names.lock"):
-            name = name or pick_name(cluster)
+            if name is None:
+                name = pick_name(cluster)
+            elif cluster.kubectl("get", "node", name, "-o", "name", check=False):
+                raise NodeError(f"--name {name}: this cluster has a Node of that name already")
             check_name(name)
             write_identity(paths, cluster, name)
-            # Claim the name before releasing the lock: another node must not pick it.
             node_id = hashlib.sha256(str(node_dir).encode()).hexdigest()[:12]
             state: dict[str, Any] = {
                 "name": name,
