@@ -510,6 +510,11 @@ def up(
     cluster_dir: Path, node_dir: Path, name: str | None, taints: list[str], extra: list[Path]
 ) -> str:
     started = time.monotonic()
+    if os.geteuid() != 0:
+        raise NodeError(
+            "a node needs root: containerd, runc and the kubelet mount, create cgroups and "
+            "make a mount namespace"
+        )
     paths = Paths(node_dir)
     cluster = Cluster(cluster_dir)
     if not cluster.kubeconfig.exists():
