@@ -1,10 +1,11 @@
 # The two commands in the README: `make demo` (install, then run seccomp-sync on a local control
-# plane) and `make test` (install, then the whole suite). .ci/run calls `make test`.
+# plane and a real node) and `make test` (install, then the whole suite). .ci/run calls
+# `make test`. `make image` builds the agent image from the Dockerfile without Docker.
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: install system-deps demo demo-stop test lint unit bench clean
+.PHONY: install system-deps demo demo-light demo-stop image test lint unit bench clean
 
 install: system-deps $(VENV)/.installed
 
@@ -20,8 +21,16 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
 
+# Without a node or an image: one agent as a plain process (machines that cannot run a kubelet).
+demo-light: install
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo light
+
 demo-stop:
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo stop
+
+# The agent image as an OCI archive (path printed; cached by a hash of its inputs).
+image: system-deps
+	@scripts/build-image
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

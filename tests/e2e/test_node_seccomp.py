@@ -1,0 +1,408 @@
+"""seccomp-sync on a real node: kubelet, containerd and runc start pods from the agent's files.
+
+The agent runs as the real DaemonSet of deploy/ (through tests/node/overlay), from the image
+built from the Dockerfile; the pods use Debian's busybox in a local image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.pytest_plugin import Cluster
+from tests.e2e import pods
+from tests.integration.conftest import apply_profile, delete_profile, replace_profile
+from tests.integration.profiles import DENY_MKDIR
+from tests.node import agent_deploy
+from tests.node.nodectl import cgroup_pids, cmdline
+from tests.node.pytest_plugin import AgentImage, Node
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
+
+STARTUP_TAINT = "seccompsync.io/agent-not-ready"
+# A name no Linux architecture has: the API server's schema lets it through, the agent refuses.
+TYPO = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "syscalls": [{"names": ["opne"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+}
+
+
+def remove_agent(cluster: Cluster) -> None:
+    """The DaemonSet's namespace and cluster RBAC; the CRDs stay (other tests share them)."""
+    cluster.kubectl(
+        "delete", "namespace", agent_deploy.NAMESPACE, "--ignore-not-found", "--wait=true",
+        timeout=180,
+    )  # fmt: skip
+    cluster.kubectl(
+        "delete", "clusterrolebinding/seccomp-sync-agent", "clusterrole/seccomp-sync-agent",
+        "--ignore-not-found",
+    )  # fmt: skip
+
+
+def agent_pods(cluster: Cluster, node_name: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl(
+        "-n", agent_deploy.NAMESPACE, "get", "pods", "-o", "json", "-l", agent_deploy.AGENT_LABEL,
+        "--field-selector", f"spec.nodeName={node_name}",
+    ).stdout  # fmt: skip
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
+def ready_agent(cluster: Cluster, node_name: str, image: str | None = None) -> dict[str, Any]:
+    """The agent pod on the node once Ready (with that image, if given)."""
+
+    def ready() -> dict[str, Any] | None:
+        for pod in agent_pods(cluster, node_name):
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            if image and pod["spec"]["containers"][0]["image"] != image:
+                continue
+            conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+            if conditions.get("Ready") == "True":
+                return pod
+        return None
+
+    return pods.poll(ready, 180, f"the agent pod on {node_name} to be Ready")
+
+
+def node_problem(cluster: Cluster, node_name: str, namespace: str, name: str) -> str | None:
+    """The state this node's agent reports for a profile with a problem (None: no problem)."""
+    out = cluster.kubectl("get", "seccompnodestatus", node_name, "-o", "json", check=False).stdout
+    if not out:
+        return None
+    for problem in json.loads(out).get("status", {}).get("problems") or []:
+        if problem.get("profile") == f"{namespace}/{name}":
+            return str(problem.get("state"))
+    return None
+
+
+def profile_file(node: Node, namespace: str, name: str) -> Path:
+    return node.seccomp_root / pods.localhost_profile(namespace, name)
+
+
+def agent_process(node: Node) -> int:
+    """The agent's main process on the node (in the node's pod cgroups)."""
+    state = json.loads((node.node_dir / "node.json").read_text())
+    for pid in cgroup_pids(state["cgroup_root"]):
+        if "seccomp-agent run" in cmdline(pid):
+            return pid
+    raise AssertionError(f"no agent process in the pods of {node.name}")
+
+
+class FileWatch:
+    """Checks every 20 ms, in a thread, that a file exists; records every moment it did not."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.missing: list[float] = []
+        self.checks = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.path.exists():
+                self.missing.append(time.monotonic())
+            self.checks += 1
+            time.sleep(0.02)
+
+    def __enter__(self) -> FileWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class GatingWatch:
+    """Polls, in a thread, whether a node has the startup taint and whether a pod is bound to
+    it; ``seen`` holds every distinct (tainted, bound) pair once the node exists."""
+
+    def __init__(self, cluster: Cluster, node_name: str, namespace: str, pod: str) -> None:
+        self.cluster, self.node_name, self.namespace, self.pod = cluster, node_name, namespace, pod
+        self.seen: set[tuple[bool, bool]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from kubernetes import client
+
+        with self.cluster.api_client() as api:
+            core = client.CoreV1Api(api)
+            while not self._stop.is_set():
+                # The pod first: a taint, once removed, never comes back, so a pod seen bound
+                # and then its node seen tainted was bound while the node was tainted.
+                pod = core.read_namespaced_pod(self.pod, self.namespace, _request_timeout=5)
+                try:
+                    node = core.read_node(self.node_name, _request_timeout=5)
+                except client.ApiException:
+                    time.sleep(0.05)
+                    continue
+                tainted = any(t.key == STARTUP_TAINT for t in node.spec.taints or [])
+                self.seen.add((tainted, pod.spec.node_name == self.node_name))
+                if not tainted and pod.spec.node_name:
+                    return
+                time.sleep(0.05)
+
+    def __enter__(self) -> GatingWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(timeout=120)
+        self._stop.set()
+
+
+@pytest.fixture(scope="module")
+def agent(
+    crd: Cluster,
+    node_with_image: Node,
+    agent_image: AgentImage,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Node]:
+    """The agent DaemonSet (deploy/ through tests/node/overlay) Ready on the session's node."""
+    remove_agent(crd)
+    work_dir = agent_deploy.write_kustomization(
+        tmp_path_factory.mktemp("agent-overlay"),
+        agent_image.tag,
+        agent_deploy.api_port(crd.kubeconfig, crd.kubectl_path),
+        agent_deploy.free_port(),
+    )
+    crd.kubectl("apply", "-k", str(work_dir), timeout=120)
+    try:
+        ready_agent(crd, node_with_image.name, agent_image.name)
+        yield node_with_image
+    finally:
+        remove_agent(crd)
+        # The session's node stays, and with it the report its agent wrote: other tests count
+        # the nodes that run an agent by these reports (a stopped agent still counts).
+        crd.kubectl(
+            "delete", "seccompnodestatus", node_with_image.name, "--ignore-not-found",
+            check=False,
+        )  # fmt: skip
+
+
+def test_agent_pod_runs_with_the_real_hardening(agent: Node) -> None:
+    """What deploy/ asks for, as the kernel sees the agent's process on the node: the init
+    container handed the directory over, and the agent runs as 65532 without capabilities,
+    under the runtime's default seccomp profile, on a read-only root filesystem."""
+    directory = agent.seccomp_root / "seccomp-sync"
+    assert (directory.stat().st_uid, directory.stat().st_gid) == (65532, 65532)
+    pid = agent_process(agent)
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    assert status["Uid"].split() == ["65532"] * 4
+    assert status["Gid"].split() == ["65532"] * 4
+    assert int(status["CapEff"], 16) == 0
+    assert int(status["CapPrm"], 16) == 0
+    assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"
+    mounts = [line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+    root_options = next(fields[5] for fields in mounts if fields[4] == "/")
+    assert "ro" in root_options.split(",")
+    profiles_options = next(
+        fields[5] for fields in mounts if fields[4] == "/var/lib/kubelet/seccomp/seccomp-sync"
+    )
+    assert "rw" in profiles_options.split(",")
+
+
+def test_missing_profile_is_create_container_error(
+    crd: Cluster, node: Node, namespace: str
+) -> None:
+    """The problem is real: a pod naming a profile no SeccompProfile provides does not start."""
+    profile = pods.localhost_profile(namespace, "nobody-made-this")
+    pods.create(crd, namespace, pods.probe_pod("waits", node.name, profile))
+
+    def failing() -> tuple[str, str] | None:
+        reason, message = pods.waiting_reason(pods.get(crd, namespace, "waits"))
+        return (reason, message) if reason == "CreateContainerError" else None
+
+    _, message = pods.poll(failing, 120, "CreateContainerError")
+    assert "cannot load seccomp profile" in message
+    assert f"seccomp/{profile}" in message
+    assert "no such file or directory" in message
+
+
+def test_profile_from_the_agent_starts_the_waiting_pod(
+    agent: Node, crd: Cluster, namespace: str
+) -> None:
+    """The fix: the agent writes the file, the waiting pod starts and runs under the profile."""
+    profile = pods.localhost_profile(namespace, "deny-mkdir")
+    pods.create(crd, namespace, pods.probe_pod("waits", agent.name, profile))
+    pods.poll(
+        lambda: pods.waiting_reason(pods.get(crd, namespace, "waits"))[0] == "CreateContainerError",
+        120,
+        "CreateContainerError before the profile exists",
+    )
+
+    apply_profile(crd, namespace, "deny-mkdir", DENY_MKDIR)
+    log = pods.wait_probe_done(crd, namespace, "waits")
+
+    assert profile_file(agent, namespace, "deny-mkdir").is_file()
+    assert "Seccomp:\t2" in log  # filter mode: a seccomp filter is installed
+    assert "mkdir=failed" in log
+    assert "Permission denied" in log  # the profile's errno: 13, EACCES
+    assert "touch=ok" in log  # everything else is allowed
+    exec_mkdir = crd.kubectl(
+        "-n", namespace, "exec", "waits", "--", "mkdir", "/tmp/by-exec", check=False
+    )  # fmt: skip
+    assert exec_mkdir.returncode != 0
+    assert "Permission denied" in exec_mkdir.stderr
+
+
+def running_probe(crd: Cluster, node: Node, namespace: str, name: str) -> Path:
+    """A SeccompProfile deny-mkdir and a pod running under it; returns the file on the node."""
+    apply_profile(crd, namespace, "deny-mkdir", DENY_MKDIR)
+    path = profile_file(node, namespace, "deny-mkdir")
+    pods.poll(path.is_file, 60, f"{path} on the node")
+    pods.create(
+        crd,
+        namespace,
+        pods.probe_pod(name, node.name, pods.localhost_profile(namespace, "deny-mkdir")),
+    )
+    assert "mkdir=failed" in pods.wait_probe_done(crd, namespace, name)
+    return path
+
+
+def assert_restarts_under_profile(crd: Cluster, namespace: str, name: str) -> None:
+    pods.restart_container(crd, namespace, name)
+    log = pods.wait_probe_done(crd, namespace, name)
+    assert "Seccomp:\t2" in log
+    assert "mkdir=failed" in log
+
+
+def test_deleted_profile_stays_while_a_pod_uses_it(
+    agent: Node, crd: Cluster, namespace: str
+) -> None:
+    path = running_probe(crd, agent, namespace, "user")
+    delete_profile(crd, namespace, "deny-mkdir")
+    pods.poll(
+        lambda: node_problem(crd, agent.name, namespace, "deny-mkdir") == "Terminating",
+        60,
+        "the node to report the profile Terminating",
+    )
+    assert path.is_file()
+    assert_restarts_under_profile(crd, namespace, "user")
+    assert path.is_file()
+
+    crd.kubectl("-n", namespace, "delete", "pod", "user", "--wait=true", timeout=120)
+    pods.poll(lambda: not path.exists(), 60, f"{path} to go once the pod is gone")
+
+
+def test_invalid_update_keeps_the_last_good_file(agent: Node, crd: Cluster, namespace: str) -> None:
+    path = running_probe(crd, agent, namespace, "user")
+    good = path.read_bytes()
+    replace_profile(crd, namespace, "deny-mkdir", TYPO)
+    pods.poll(
+        lambda: node_problem(crd, agent.name, namespace, "deny-mkdir") == "Invalid",
+        60,
+        "the node to report the update Invalid",
+    )
+    assert path.read_bytes() == good
+    assert_restarts_under_profile(crd, namespace, "user")
+    assert path.read_bytes() == good
+
+
+def test_startup_taint_holds_pods_until_the_agent_synced(
+    agent: Node,
+    crd: Cluster,
+    namespace: str,
+    agent_image: AgentImage,
+    start_node: Any,
+) -> None:
+    """A second node registers with the startup taint: the pod waiting for it is scheduled
+    only after that node's agent wrote the profile, so it starts at the first attempt."""
+    taken = crd.kubectl("get", "nodes", "-o", "name").stdout.split()
+    name = next(f"127.0.0.{n}" for n in range(2, 255) if f"node/127.0.0.{n}" not in taken)
+    apply_profile(crd, namespace, "deny-mkdir", DENY_MKDIR)
+    pods.create(
+        crd,
+        namespace,
+        pods.probe_pod("gated", name, pods.localhost_profile(namespace, "deny-mkdir")),
+    )
+
+    with GatingWatch(crd, name, namespace, "gated") as watch:
+        second = start_node(
+            name=name, taints=(f"{STARTUP_TAINT}:NoSchedule",), images=(agent_image.archive,)
+        )
+    try:
+        log = pods.wait_probe_done(crd, namespace, "gated", timeout=180)
+        assert "mkdir=failed" in log
+        pod = pods.get(crd, namespace, "gated")
+        assert pods.container_status(pod)["restartCount"] == 0
+        failed = [
+            e["message"] for e in pods.events(crd, namespace, "gated") if e["reason"] == "Failed"
+        ]
+        assert failed == []  # never "cannot load seccomp profile"
+        # The node was seen tainted with the pod still unscheduled, and the pod was bound to it
+        # only once the taint was gone.
+        assert (True, False) in watch.seen, watch.seen
+        assert (True, True) not in watch.seen, watch.seen
+        # Its own node's directory: each kubelet has its own /var/lib/kubelet.
+        assert profile_file(second, namespace, "deny-mkdir").is_file()
+    finally:
+        crd.kubectl("-n", namespace, "delete", "pod", "gated", "--wait=false", check=False)
+        second.down()
+
+
+def test_killed_agent_and_rolling_update_never_remove_a_file_in_use(
+    agent: Node, crd: Cluster, namespace: str, agent_image: AgentImage
+) -> None:
+    path = running_probe(crd, agent, namespace, "user")
+    good = path.read_bytes()
+    with FileWatch(path) as watch:
+        # The agent's process killed (the kubelet restarts its container).
+        before = agent_pods(crd, agent.name)[0]
+        os.kill(agent_process(agent), signal.SIGKILL)
+        pods.poll(
+            lambda: (
+                pods.container_status(agent_pods(crd, agent.name)[0]).get("restartCount", 0)
+                > pods.container_status(before).get("restartCount", 0)
+            ),
+            60,
+            "the agent container to restart",
+        )
+        ready_agent(crd, agent.name)
+        assert_restarts_under_profile(crd, namespace, "user")
+
+        # The agent's pod deleted (the DaemonSet makes a new one).
+        crd.kubectl(
+            "-n",
+            agent_deploy.NAMESPACE,
+            "delete",
+            "pod",
+            before["metadata"]["name"],
+            "--wait=false",
+        )
+        pods.poll(
+            lambda: any(
+                p["metadata"]["uid"] != before["metadata"]["uid"]
+                for p in agent_pods(crd, agent.name)
+            ),
+            60,
+            "a new agent pod",
+        )
+        ready_agent(crd, agent.name)
+
+        # A rolling update to a new image tag.
+        new_image = agent_image.name.rsplit(":", 1)[0] + ":rollout"
+        agent.ctr("images", "tag", "--force", agent_image.name, new_image)
+        crd.kubectl(
+            "-n", agent_deploy.NAMESPACE, "set", "image", f"daemonset/{agent_deploy.DAEMONSET}",
+            f"agent={new_image}", f"chown-profile-dir={new_image}",
+        )  # fmt: skip
+        ready_agent(crd, agent.name, new_image)
+        assert_restarts_under_profile(crd, namespace, "user")
+    assert watch.checks > 100
+    assert watch.missing == []
+    assert path.read_bytes() == good
