@@ -104,6 +104,17 @@ def converge(
         raise AssertionError(f"{exc}\nwant {want}\n{details}") from None
 
 
+def remove_tree(path: Path) -> None:
+    """`rm -rf`, racing an agent that restores files as they go: retry until it went once."""
+    for _ in range(20):
+        try:
+            shutil.rmtree(path)
+        except OSError:  # the agent wrote a file back before the directory itself went
+            continue
+        return
+    raise AssertionError(f"could not remove {path}")
+
+
 def remount(root: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(root)], check=True)
 
@@ -183,7 +194,7 @@ def test_chaos_ends_with_every_node_equal_to_the_api(
 
         # The managed directory removed on the host, twice.
         for attempt in range(2):
-            shutil.rmtree(b.managed_dir)
+            remove_tree(b.managed_dir)
             converge(crd, namespace, agents, f"B restored after removal {attempt + 1}")
 
         # Bad names planted on the host, then a change: syncing goes on.
