@@ -1,4 +1,4 @@
-"""`seccomp-agent`: validate profiles, or run the node agent."""
+"""`seccomp-agent`: validate profiles, run the node agent, or run the controller."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.runner import run_agent  # the agent's heavy imports only when running it
 
         return run_agent(args)
+    if args.command == "controller":
+        from agent.controller.app import run_controller
+
+        return run_controller(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -57,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     from agent.settings import add_run_arguments
 
     add_run_arguments(commands.add_parser("run", help="run the node agent"))
+    from agent.controller.settings import add_controller_arguments
+
+    add_controller_arguments(
+        commands.add_parser(
+            "controller", help="aggregate profile status and release gated pods (elected)"
+        )
+    )
     return parser
 
 

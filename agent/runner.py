@@ -17,11 +17,9 @@ from kubernetes.config.config_exception import ConfigException
 from agent.catalog import ProfileCatalog
 from agent.drift import DriftWatcher
 from agent.health import build_app, start_server
-from agent.kube.aggregator import StatusAggregator
 from agent.kube.client import api_client, kopf_connection, load_configuration
 from agent.kube.events import EventRecorder
 from agent.kube.handlers import build_registry, quiet_kopf_loggers
-from agent.kube.leader import LeaderElector
 from agent.kube.listing import list_pinned_profiles, list_profile_keys
 from agent.kube.node_status import NodeStatusPublisher
 from agent.kube.node_taint import remove_startup_taint
@@ -34,8 +32,6 @@ from agent.validation.compiler import Compiler
 from agent.validation.syscall_names import native_architecture
 
 log = logging.getLogger("agent")
-
-LEASE_NAME = "seccomp-sync-status-aggregator"
 
 
 def run_agent(args: argparse.Namespace) -> int:
@@ -83,8 +79,6 @@ async def serve(settings: Settings) -> None:
         agent.on_state_change.append(publisher.changed)
         if settings.remove_startup_taint:
             agent.on_synced.append(lambda: _spawn(background, _untaint(api, settings)))
-        if settings.aggregate_status:
-            background.append(asyncio.create_task(_elect(api, settings, agent, metrics)))
 
         app = build_app(metrics.registry, lambda: None if agent.ready else "initial sync not done")
         http, port = await start_server(app, settings.http_host, settings.http_port)
@@ -122,22 +116,6 @@ async def serve(settings: Settings) -> None:
             await http.cleanup()
             api.close()  # type: ignore[no-untyped-call]
             log.info("seccomp-sync agent stopped")
-
-
-async def _elect(
-    api: client.ApiClient, settings: Settings, agent: NodeAgent, metrics: Metrics
-) -> None:
-    aggregator = StatusAggregator(api, agent.profile_views, metrics)
-    agent.on_profile_change.append(aggregator.profile_changed)
-    elector = LeaderElector(
-        api,
-        settings.lease_namespace,
-        LEASE_NAME,
-        identity=settings.node_name,
-        lead=aggregator.run,
-        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
-    )
-    await elector.run()
 
 
 async def _untaint(api: client.ApiClient, settings: Settings) -> None:

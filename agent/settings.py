@@ -30,8 +30,6 @@ class Settings:
     log_format: LogFormat
     log_level: str
     remove_startup_taint: bool
-    aggregate_status: bool
-    lease_namespace: str
 
     @property
     def managed_dir(self) -> Path:
@@ -79,16 +77,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="remove the seccompsync.io/agent-not-ready taint from this node after the first "
         "full sync",
     )
-    parser.add_argument(
-        "--lease-namespace",
-        help=f"namespace of the Lease that elects the status aggregator (default: POD_NAMESPACE "
-        f"{env}, else default)",
-    )
-    parser.add_argument(
-        "--no-aggregate-status",
-        action="store_true",
-        help="never take part in electing the agent that aggregates SeccompProfile status",
-    )
 
 
 def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -117,8 +105,6 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
         log_format=log_format,
         log_level=args.log_level.upper(),
         remove_startup_taint=args.remove_startup_taint,
-        aggregate_status=not args.no_aggregate_status,
-        lease_namespace=args.lease_namespace or environ.get("POD_NAMESPACE") or "default",
     )
 
 

@@ -26,6 +26,7 @@ class ProfileView:
     generation: int
     expected_sha: str | None  # sha256 of the rendered profile; None if it does not render
     deleting: bool = False
+    invalid_reason: str | None = None  # why it does not render, when known
 
 
 @dataclass(frozen=True)
