@@ -89,8 +89,8 @@ def test_kubectl_wait_for_ready_once_every_node_has_it(
             assert (tmp_path / node / "seccomp-sync" / namespace / "web.json").exists()
         table = crd.kubectl("get", "seccompprofiles", "-n", namespace).stdout
         header, row = table.splitlines()
-        assert header.split() == ["NAME", "STATUS", "READY", "AGE", "PROFILE"]
-        assert row.split()[:3] == ["web", "Installed", "2/2"]
+        assert header.split() == ["NAME", "STATUS", "READY", "WAITING", "AGE", "PROFILE"]
+        assert row.split()[:4] == ["web", "Installed", "2/2", "0"]
 
 
 def test_invalid_profile_is_not_ready_and_says_where_and_why(
