@@ -70,7 +70,11 @@ async def _main(settings: ControllerSettings) -> None:
 
 
 async def serve(settings: ControllerSettings) -> None:
-    api = api_client(load_configuration(settings.kubeconfig))
+    configuration = load_configuration(settings.kubeconfig)
+    # urllib3 would silently retry a timed-out request three times, turning a 5 s request
+    # timeout into 20 s: longer than the Lease. Our own loops retry, with backoff and a log line.
+    configuration.retries = 0
+    api = api_client(configuration)
     metrics = ControllerMetrics()
     state = ClusterState()
     supervisor = Supervisor(

@@ -8,7 +8,9 @@
   another candidate may take the lease over (`lease_seconds`).
 - When the led work fails, the leader steps down and releases the lease, so another replica
   takes over at once, and `run()` raises for the supervisor to count and restart.
-- Every request has a timeout: a hung call can neither renew nor keep the work running.
+- Every request has a timeout: a hung call can neither renew nor keep the work running. (The
+  client must not retry on its own, `Configuration.retries = 0`: urllib3's default three retries
+  would quadruple every timeout.)
 """
 
 from __future__ import annotations
@@ -134,6 +136,11 @@ class LeaderElector:
             return await asyncio.wait_for(asyncio.to_thread(call), self._timeout * 2 + 1)
         except ApiException as exc:
             log.warning("lease request failed", extra={"lease": self._name, "status": exc.status})
+        except TimeoutError:
+            log.warning(
+                "lease request failed",
+                extra={"lease": self._name, "error": f"timed out after {self._timeout * 2 + 1} s"},
+            )
         except Exception as exc:
             log.warning(
                 "lease request failed",

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 from kubernetes import client
 
+from agent.kube.client import load_configuration
 from agent.kube.leader import LeaderElector, LeadError
 from tests.cluster.pytest_plugin import Cluster
 
@@ -90,7 +91,9 @@ async def until(probe: Callable[[], bool], timeout: float, what: str) -> float:
 
 @pytest.fixture
 def lease(crd: Cluster, namespace: str) -> Iterator[tuple[client.ApiClient, str, str]]:
-    api = crd.api_client()
+    configuration = load_configuration(crd.kubeconfig)
+    configuration.retries = 0  # as the controller configures its client
+    api = client.ApiClient(configuration)
     yield api, namespace, f"lease-{uuid.uuid4().hex[:6]}"
     api.close()  # type: ignore[no-untyped-call]
 
@@ -181,6 +184,7 @@ def api_at(port: int) -> client.ApiClient:
     configuration = client.Configuration()
     configuration.host = f"https://127.0.0.1:{port}"
     configuration.verify_ssl = False
+    configuration.retries = 0  # as the controller configures its client
     return client.ApiClient(configuration)
 
 
