@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 DEBOUNCE_SECONDS = 0.5
 REQUEST_TIMEOUT_SECONDS = 10.0
+# A few writes in flight: a cold start of 10,000 profiles is not 10,000 round trips in a row,
+# and the API server is not flooded either.
+PARALLEL_WRITES = 8
 
 
 class ProfileGauges(Protocol):
@@ -103,12 +106,19 @@ class StatusAggregator:
         statuses = await asyncio.to_thread(
             _statuses, sorted(keys), views, reports, waiting, previous, now
         )
+        limit = asyncio.Semaphore(PARALLEL_WRITES)
+
+        async def write(key: ProfileKey, status: dict[str, Any]) -> None:
+            async with limit:
+                if await asyncio.to_thread(self._patch_status, key, status):
+                    self._written[key] = status
+
+        writes = []
         for key, status in statuses:
             self._metrics.observe_profile(key.namespace, key.name, status)
-            if _same(status, previous[key]):
-                continue
-            if await asyncio.to_thread(self._patch_status, key, status):
-                self._written[key] = status
+            if not _same(status, previous[key]):
+                writes.append(write(key, status))
+        await asyncio.gather(*writes)
 
     def _patch_status(self, key: ProfileKey, status: dict[str, Any]) -> bool:
         try:

@@ -227,8 +227,22 @@ def test_prometheus_overlay_adds_monitoring_that_finds_the_agents(
     overlay = render(cluster, DEPLOY / "prometheus")
     base_names = {(d["kind"], d["metadata"]["name"]) for d in installed}
     extra = [d for d in overlay if (d["kind"], d["metadata"]["name"]) not in base_names]
-    assert sorted(d["kind"] for d in extra) == ["PrometheusRule", "ServiceMonitor"]
-    monitor = the(overlay, "ServiceMonitor")
+    assert sorted(d["kind"] for d in extra) == [
+        "PrometheusRule",
+        "ServiceMonitor",
+        "ServiceMonitor",
+    ]
+    controller_monitor = the(overlay, "ServiceMonitor", "seccomp-sync-controller")
+    controller_service = the(installed, "Service", "seccomp-sync-controller")
+    assert (
+        controller_monitor["spec"]["selector"]["matchLabels"].items()
+        <= controller_service["metadata"]["labels"].items()
+    )
+    assert (
+        not controller_monitor["spec"]["selector"]["matchLabels"].items()
+        <= the(installed, "Service", "seccomp-sync-agent")["metadata"]["labels"].items()
+    )
+    monitor = the(overlay, "ServiceMonitor", "seccomp-sync-agent")
     service = the(installed, "Service", "seccomp-sync-agent")
     assert monitor["metadata"]["namespace"] == NAMESPACE
     assert (
