@@ -146,22 +146,27 @@ async def serve(settings: ControllerSettings) -> None:
         lambda: None if state.synced else "the watches have not listed everything yet",
         supervisor.problems,
     )
-    http, port = await start_server(app, settings.http_host, settings.http_port)
+
+    async def serve_http() -> None:
+        runner, port = await start_server(app, settings.http_host, settings.http_port)
+        log.info("serving /healthz, /readyz, /metrics", extra={"http_port": port})
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    supervisor.add("http", serve_http)
     log.info(
         "seccomp-sync controller starting",
         extra={
             "identity": settings.identity,
             "lease": f"{settings.lease_namespace}/{settings.lease_name}",
-            "http_port": port,
             "grace_seconds": settings.grace_seconds,
         },
     )
     try:
         await supervisor.run()
     finally:
-        if elector.leading:
-            await elector.release()
-        await http.cleanup()
         api.close()  # type: ignore[no-untyped-call]
 
 

@@ -75,12 +75,18 @@ class LeaderElector:
 
     async def run(self) -> None:
         """Campaign, lead, step down, campaign again: until cancelled or the work fails."""
+        held = False
         try:
             while True:
                 await self._acquire()
+                held = True
                 await self._lead_while_renewing()
+                held = False
         finally:
             self._set_leading(False)
+            if held:
+                # Stopped while holding it (SIGTERM): hand it over at once, not after expiry.
+                await self._attempt(self._try_release)
 
     async def _acquire(self) -> None:
         while True:
@@ -119,10 +125,6 @@ class LeaderElector:
         self._set_leading(False)
         if release:
             await self._attempt(self._try_release)
-
-    async def release(self) -> None:
-        """On shutdown: hand the lease over at once instead of after it expires."""
-        await self._attempt(self._try_release)
 
     def _set_leading(self, leading: bool) -> None:
         if leading != self.leading:

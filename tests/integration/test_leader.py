@@ -145,6 +145,26 @@ def test_failed_work_steps_down_and_the_other_replica_takes_over(
     asyncio.run(scenario())
 
 
+def test_a_stopped_leader_hands_the_lease_over_at_once(
+    lease: tuple[client.ApiClient, str, str],
+) -> None:
+    """SIGTERM (the task cancelled) releases the Lease: the standby need not wait for it to
+    expire."""
+
+    async def scenario() -> None:
+        first = Replica(*lease).start()
+        await until(lambda: first.working, 10, "the first replica leading")
+        standby = Replica(*lease).start()
+        await asyncio.sleep(1.0)
+        await first.stop()
+        took = await until(lambda: standby.working, 10, "the standby taking over")
+        assert took < PERIODS["lease_seconds"]
+        assert first.changes == [True, False]
+        await standby.stop()
+
+    asyncio.run(scenario())
+
+
 def test_a_holder_with_a_skewed_clock_loses_the_lease_by_our_clock(
     lease: tuple[client.ApiClient, str, str],
 ) -> None:
