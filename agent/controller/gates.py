@@ -8,6 +8,7 @@ per resourceVersion; an Event is posted once per pod and reason.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -52,6 +53,11 @@ class GateHandler:
         self._warned: dict[str, str] = {}  # uid -> last Event message
         self._waiting: dict[str, frozenset[ProfileKey]] = {}
         self._counts: dict[ProfileKey, int] = {}
+        # Its own threads: releasing a pod must not queue behind a burst of status writes in
+        # the default executor (a few threads on a small node).
+        self._writers = concurrent.futures.ThreadPoolExecutor(
+            PARALLEL_WRITES, thread_name_prefix="gate-writer"
+        )
         state.listeners.append(self._changed)
 
     def waiting_counts(self) -> dict[ProfileKey, int]:
@@ -112,7 +118,8 @@ class GateHandler:
         async def release(pod: GatedPod, decision: Release) -> None:
             async with limit:
                 ops = release_patch(pod, decision.exclude)
-                if await asyncio.to_thread(self._patch, pod, ops):
+                loop = asyncio.get_running_loop()
+                if await loop.run_in_executor(self._writers, self._patch, pod, ops):
                     self._patched[pod.uid] = pod.resource_version
                     kind = "narrowed" if decision.exclude else "released"
                     self._metrics.gate_releases.labels(kind=kind).inc()
@@ -126,7 +133,9 @@ class GateHandler:
 
         async def warn(pod: GatedPod, message: str) -> None:
             async with limit:
-                await asyncio.to_thread(self._warn, pod, EVENT_REASON, message)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._writers, self._warn, pod, EVENT_REASON, message
+                )
 
         await asyncio.gather(
             *(release(pod, d) for pod, d in releases),
