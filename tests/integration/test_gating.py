@@ -336,12 +336,16 @@ def test_lagging_node_is_excluded_after_the_grace_period(
         )
         gating_policy.kubectl("create", "-f", "-", input=json.dumps(pinned))
 
-        def waiting_shown() -> bool:
-            out = gating_policy.kubectl("get", "scmp", "web", "-n", namespace).stdout
-            header, row = out.splitlines()[:2]
-            return "WAITING" in header and row.split()[header.split().index("WAITING")] == "4"
-
-        wait_for(waiting_shown, timeout=GRACE_SECONDS, what="kubectl get scmp shows 4 waiting pods")
+        wait_for(
+            lambda: status_of(gating_policy, namespace, "web").get("waitingPods") == 4,
+            timeout=GRACE_SECONDS,
+            what="4 pods waiting in the profile's status",
+        )
+        header, row = gating_policy.kubectl("get", "scmp", "web", "-n", namespace).stdout.split(
+            "\n"
+        )[:2]
+        assert header.split()[:4] == ["NAME", "STATUS", "READY", "WAITING"]
+        assert row.split()[0] == "web" and row.split()[3] == "4"
 
         def all_bound() -> list[dict[str, Any]] | None:
             items = pods(gating_policy, namespace, "app=web")
