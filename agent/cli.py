@@ -1,4 +1,4 @@
-"""`seccomp-agent`: validate profiles, or run the node agent."""
+"""`seccomp-agent`: validate profiles, run the node agent, or run the controller."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
+from agent.controller.settings import add_controller_arguments
 from agent.documents import Document, UnreadableInputError, read_documents
+from agent.settings import add_run_arguments
 from agent.tenancy.policy import KIND as POLICY_KIND
 from agent.tenancy.policy import PolicyFileError, TenantPolicy, parse_policy, profile_violations
 from agent.validation.compiler import Compiler, TransientCompileError
@@ -32,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.runner import run_agent  # the agent's heavy imports only when running it
 
         return run_agent(args)
+    if args.command == "controller":
+        from agent.controller.app import run_controller
+
+        return run_controller(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -66,9 +72,12 @@ def _parser() -> argparse.ArgumentParser:
         "(repeatable), as the API server does in a namespace they select; offline there are "
         "no namespace labels, so each policy applies to every profile",
     )
-    from agent.settings import add_run_arguments
-
     add_run_arguments(commands.add_parser("run", help="run the node agent"))
+    add_controller_arguments(
+        commands.add_parser(
+            "controller", help="aggregate profile status and release gated pods (elected)"
+        )
+    )
     return parser
 
 

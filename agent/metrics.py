@@ -3,10 +3,8 @@ per-profile or per-syscall labels), so cardinality stays bounded on any cluster.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -83,38 +81,6 @@ class Metrics:
             "1 when this agent has synced and its watch is healthy.",
             registry=r,
         )
-        self.leader = Gauge(
-            f"{PREFIX}_status_leader",
-            "1 when this agent is the elected aggregator of SeccompProfile status.",
-            registry=r,
-        )
-        # Per profile, exported only by the elected aggregator: one series per SeccompProfile,
-        # which is what a "nodes ready per profile" dashboard needs and no more.
-        profile_labels = ["namespace", "profile"]
-        self.profile_nodes_ready = Gauge(
-            f"{PREFIX}_profile_nodes_ready",
-            "Nodes holding the profile's current version (from the aggregating agent).",
-            profile_labels,
-            registry=r,
-        )
-        self.profile_nodes_expected = Gauge(
-            f"{PREFIX}_profile_nodes_expected",
-            "Nodes running an agent, which should hold the profile.",
-            profile_labels,
-            registry=r,
-        )
-        self.profile_ready = Gauge(
-            f"{PREFIX}_profile_ready",
-            "1 when the profile's Ready condition is True.",
-            profile_labels,
-            registry=r,
-        )
-        self.profile_invalid = Gauge(
-            f"{PREFIX}_profile_invalid",
-            "1 when the profile is invalid on at least one node.",
-            profile_labels,
-            registry=r,
-        )
         self.write_failures = Gauge(
             f"{PREFIX}_write_failures",
             "Profiles whose file cannot be written or removed right now, by reason "
@@ -128,13 +94,6 @@ class Metrics:
             f"{PREFIX}_component_failures_total",
             "Unexpected failures of a long-lived part of the agent, each followed by a restart.",
             ["component"],
-            registry=r,
-        )
-        self.profile_policy_violations = Gauge(
-            f"{PREFIX}_profile_policy_violations",
-            "Violations of the SeccompTenantPolicies selecting the profile's namespace, in a "
-            "profile stored before the policy (the API server refuses new ones).",
-            profile_labels,
             registry=r,
         )
         self.build_info = Gauge(
@@ -159,28 +118,3 @@ class Metrics:
         self._write_failure_reasons.update(counts)
         for reason in self._write_failure_reasons:
             self.write_failures.labels(reason=reason).set(counts.get(reason, 0))
-
-    def observe_profile(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        labels = {"namespace": namespace, "profile": name}
-        self.profile_nodes_ready.labels(**labels).set(status["nodesInstalled"])
-        self.profile_nodes_expected.labels(**labels).set(status["nodesExpected"])
-        self.profile_ready.labels(**labels).set(1 if status["state"] == "Installed" else 0)
-        self.profile_invalid.labels(**labels).set(1 if status["state"] == "Invalid" else 0)
-
-    def forget_profile(self, namespace: str, name: str) -> None:
-        for gauge in self._profile_gauges():
-            with contextlib.suppress(KeyError):
-                gauge.remove(namespace, name)
-
-    def clear_profile_metrics(self) -> None:
-        for gauge in self._profile_gauges():
-            gauge.clear()
-
-    def _profile_gauges(self) -> tuple[Gauge, ...]:
-        return (
-            self.profile_nodes_ready,
-            self.profile_nodes_expected,
-            self.profile_ready,
-            self.profile_invalid,
-            self.profile_policy_violations,
-        )

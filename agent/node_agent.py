@@ -21,7 +21,6 @@ from agent.compile_retry import CompileRetries
 from agent.metrics import Metrics
 from agent.pod_refs import profiles_used_by
 from agent.readiness.node_report import build_status
-from agent.readiness.profile_status import ProfileView
 from agent.render import render
 from agent.store import ProfileStore, StoreError
 from agent.syncer import Syncer
@@ -79,8 +78,6 @@ class NodeAgent:
     disk_problem: Callable[[], StoreError | None] = lambda: None
     # Called once, the first time every valid profile is on disk (the startup taint comes off).
     on_ready: list[Callable[[], None]] = field(default_factory=list)
-    # Called with a key whenever what this node knows of that profile changes (status readers).
-    on_profile_change: list[Callable[[ProfileKey], None]] = field(default_factory=list)
     # Called whenever this node's per-profile state may have changed (the node-status writer).
     on_state_change: list[Callable[[], None]] = field(default_factory=list)
     # Cheap profiles validate on threads of their own, never queued behind expensive ones.
@@ -200,19 +197,6 @@ class NodeAgent:
     def in_use(self, key: ProfileKey) -> bool:
         # Until this node's pods are known, any file may be in use: remove nothing.
         return not self.synced or any(key in refs for refs in self._pod_refs.values())
-
-    def profile_views(self) -> dict[ProfileKey, ProfileView]:
-        """What the status aggregator needs of each profile this agent knows."""
-        return {
-            key: ProfileView(
-                key,
-                record.generation,
-                record.rendered.sha256 if record.valid and record.rendered else None,
-                uid=record.uid,
-                content=record.rendered.content if record.rendered else None,
-            )
-            for key, record in self.catalog.records.items()
-        }
 
     def node_status(self) -> dict[str, Any]:
         failures = {key: (exc.reason, str(exc)) for key, exc in self.syncer.errors.items()}
@@ -472,8 +456,6 @@ class NodeAgent:
         return {key for refs in self._pod_refs.values() for key in refs}
 
     def _profile_changed(self, key: ProfileKey) -> None:
-        for callback in self.on_profile_change:
-            callback(key)
         self._state_changed()
 
     def _state_changed(self) -> None:

@@ -17,15 +17,12 @@ from kubernetes.config.config_exception import ConfigException
 from agent.catalog import ProfileCatalog
 from agent.drift import DriftWatcher
 from agent.health import build_app, start_server
-from agent.kube.aggregator import StatusAggregator
 from agent.kube.client import api_client, api_unavailable, kopf_connection, load_configuration
 from agent.kube.events import EventRecorder
 from agent.kube.handlers import build_registry, quiet_kopf_loggers
-from agent.kube.leader import LeaderElector
 from agent.kube.listing import get_profile, list_pod_profiles, list_profile_versions
 from agent.kube.node_status import NodeStatusPublisher
 from agent.kube.node_taint import remove_startup_taint
-from agent.kube.policy_report import PolicyReporter
 from agent.logs import configure_logging
 from agent.metrics import Metrics
 from agent.node_agent import NodeAgent
@@ -36,8 +33,6 @@ from agent.validation.compiler import Compiler
 from agent.validation.syscall_names import native_architecture
 
 log = logging.getLogger("agent")
-
-LEASE_NAME = "seccomp-sync-status-aggregator"
 
 
 def run_agent(args: argparse.Namespace) -> int:
@@ -104,8 +99,6 @@ async def serve(settings: Settings) -> None:
         supervisor.add("initial-sync", agent.initial_sync, oneshot=True)
         supervisor.add("drift-watcher", drift.run, liveness=lambda: drift.needs_restart)
         supervisor.add("resync", agent.resync_forever)
-        if settings.aggregate_status:
-            supervisor.add("status-election", lambda: _elect(api, settings, agent, metrics))
 
         metrics.watch_components([*supervisor.components, "profile-events", "pod-events"])
         app = build_app(metrics.registry, agent.not_ready_reason, supervisor.problems)
@@ -149,28 +142,6 @@ async def serve(settings: Settings) -> None:
             await http.cleanup()
             api.close()  # type: ignore[no-untyped-call]
             log.info("seccomp-sync agent stopped")
-
-
-async def _elect(
-    api: client.ApiClient, settings: Settings, agent: NodeAgent, metrics: Metrics
-) -> None:
-    reporter = PolicyReporter(api, metrics, EventRecorder(api, settings.node_name))
-    aggregator = StatusAggregator(api, agent.profile_views, metrics, reporter.report)
-    reporter.on_change = aggregator.refresh_all
-    agent.on_profile_change.append(aggregator.profile_changed)
-
-    async def lead() -> None:
-        await asyncio.gather(aggregator.run(), reporter.run())
-
-    elector = LeaderElector(
-        api,
-        settings.lease_namespace,
-        LEASE_NAME,
-        identity=settings.node_name,
-        lead=lead,
-        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
-    )
-    await elector.run()
 
 
 async def _untaint(api: client.ApiClient, settings: Settings) -> None:

@@ -32,8 +32,6 @@ class Settings:
     log_format: LogFormat
     log_level: str
     remove_startup_taint: bool
-    aggregate_status: bool
-    lease_namespace: str
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
 
     @property
@@ -87,21 +85,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "full sync",
     )
     parser.add_argument(
-        "--lease-namespace",
-        help=f"namespace of the Lease that elects the status aggregator (default: POD_NAMESPACE "
-        f"{env}, else default)",
-    )
-    parser.add_argument(
         "--resync-seconds",
         type=float,
         default=None,
         help=f"period of the level-triggered resync with the API and the disk, jittered by 10%% "
         f"(default: SECCOMP_SYNC_RESYNC_SECONDS {env}, else {DEFAULT_RESYNC_SECONDS:.0f})",
-    )
-    parser.add_argument(
-        "--no-aggregate-status",
-        action="store_true",
-        help="never take part in electing the agent that aggregates SeccompProfile status",
     )
 
 
@@ -136,8 +124,6 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
         log_format=log_format,
         log_level=args.log_level.upper(),
         remove_startup_taint=args.remove_startup_taint,
-        aggregate_status=not args.no_aggregate_status,
-        lease_namespace=args.lease_namespace or environ.get("POD_NAMESPACE") or "default",
         resync_seconds=resync,
     )
 

@@ -110,7 +110,6 @@ def cold_start(cluster: Cluster, work: Path, count: int) -> dict[str, Any]:
         work / f"cold{count}.log",
         "--namespace",
         namespace,
-        "--no-aggregate-status",
         "--resync-seconds",
         str(RESYNC_SECONDS),
     )
@@ -196,7 +195,7 @@ def idle_cost(cluster: Cluster, work: Path, seconds: float) -> dict[str, Any]:
     ).start()
     try:
         agent.wait_ready()
-        time.sleep(5)  # let start-up writes (node status, lease) settle
+        time.sleep(5)  # let start-up writes (node status) settle
         assert agent.process is not None
         cpu_before = process_tree_stats(agent.process.pid, children=False)["cpu_seconds"]
         before = apiserver_counters(cluster)
@@ -211,7 +210,6 @@ def idle_cost(cluster: Cluster, work: Path, seconds: float) -> dict[str, Any]:
             "seccomp_resource_requests_per_minute": round(
                 max(0.0, with_agent - baseline) * per_minute, 1
             ),
-            "lease_renewals_per_minute_when_leader": 12,
             "profile_lists_during_idle": counter_delta(
                 before, after, "apiserver_request_total", verb="LIST", resource="seccompprofiles"
             ),
@@ -223,7 +221,7 @@ def idle_cost(cluster: Cluster, work: Path, seconds: float) -> dict[str, Any]:
 
 # Resources only seccomp-sync (and the garbage collector's metadata informers) call: the
 # controllers' own traffic on pods, leases and events is far larger than the agent's and too
-# noisy to subtract, so lease renewals (one per 5 s, leader only) are reported by design.
+# noisy to subtract. (Agents hold no Lease: the seccomp-sync controller does.)
 SECCOMP_RESOURCES = "seccompprofiles|seccompnodestatuses"
 
 
@@ -300,7 +298,6 @@ def print_table(results: dict[str, Any]) -> None:
             "CPU s/min / API req/min",
             f"{idle['agent_cpu_seconds_per_minute']} / "
             f"{idle['seccomp_resource_requests_per_minute']} on seccomp-sync resources"
-            f" + {idle['lease_renewals_per_minute_when_leader']} lease renewals if leader"
             f"  (profile LISTs while idle: {idle['profile_lists_during_idle']:.0f})",
         )
     )

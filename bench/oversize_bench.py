@@ -64,7 +64,6 @@ def cold_start(cluster: Cluster, work: Path, label: str, namespace: str) -> dict
         work / f"{label}.log",
         "--namespace",
         namespace,
-        "--no-aggregate-status",
     )
     begin = time.perf_counter()
     agent.start()

@@ -4,7 +4,7 @@ Run from the repository root:
     python -m bench.readiness_bench [--cluster-dir DIR] [--agents 5,10,20] [--profiles 100]
                                     [--changes 10] [--json]
 Each agent is a real `seccomp-agent run` process for a fake Node with its own root. The API
-cost is read from the API server's own counters, so it includes every agent and the aggregator.
+cost is read from the API server's own counters, so it includes every agent and the controller.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from bench.cluster import (
 )
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess
+from tests.integration.controller import ControllerProcess
 from tests.integration.nodes import delete_node, register_node
 
 SECCOMP = "seccompprofiles|seccompnodestatuses"
@@ -54,11 +55,13 @@ def agents(cluster: Cluster, work: Path, namespace: str, count: int) -> Iterator
                 work / f"{name}.log",
                 "--namespace",
                 namespace,
-                "--lease-namespace",
-                namespace,
             )
             agent.start()
             stack.callback(agent.stop)
+        # The controller folds the agents' reports into each profile's status (its Lease in the
+        # benchmark's namespace, so it leads at once).
+        controller = ControllerProcess(cluster, namespace, work / "controller.log").start()
+        stack.callback(controller.stop)
         for name in names:
             _wait_node_synced(cluster, name)
         yield names

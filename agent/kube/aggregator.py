@@ -1,8 +1,11 @@
-"""The elected agent's job: fold every node's report into each SeccompProfile's status.
+"""The elected controller's job: fold every node's report into each SeccompProfile's status.
 
-Cost: each node writes one object when its content changes, and only this agent watches those
-objects, so a profile change costs O(nodes) writes and watch events, not nodes squared. Profile
-status writes are debounced and skipped when nothing changed.
+Cost: each node writes one object when its content changes, and only the controller watches
+those objects, so a profile change costs O(nodes) writes and watch events, not nodes squared.
+Only the profiles a change touches are recomputed, and the computation runs off the event loop
+on a snapshot (2,000 profiles x 200 nodes once took 2.2 s on the loop). Status writes are
+debounced and skipped when nothing changed; a new leader first reads the current statuses, so
+a failover rewrites nothing that is already right.
 """
 
 from __future__ import annotations
@@ -10,113 +13,138 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agent.catalog import ProfileKey
-from agent.kube.node_status import PLURAL as NODE_STATUS_PLURAL
-from agent.metrics import Metrics
+from agent.controller.state import ClusterState
 from agent.model import API_GROUP, API_VERSION, PLURAL
-from agent.readiness.node_report import NodeReport, parse_status
+from agent.readiness.node_report import NodeReport
 from agent.readiness.profile_status import ProfileView, profile_status
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_SECONDS = 0.5
+REQUEST_TIMEOUT_SECONDS = 10.0
+# A few writes in flight: a cold start of 10,000 profiles is not 10,000 round trips in a row,
+# and the API server is not flooded either.
+PARALLEL_WRITES = 8
+
+
 # Adds to a profile's status what other reports know (the tenant policy report): view, status,
-# the previous conditions, now -> the status to write.
+# the previous conditions, now -> the status to write. Called on the event loop.
 StatusReport = Callable[
     [ProfileView, dict[str, Any], list[Mapping[str, Any]] | None, str], dict[str, Any]
 ]
-WATCH_TIMEOUT_SECONDS = 30
+
+
+class ProfileGauges(Protocol):
+    def observe_profile(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+    def forget_profile(self, namespace: str, name: str) -> None: ...
+    def clear_profile_metrics(self) -> None: ...
 
 
 class StatusAggregator:
     def __init__(
         self,
         api: client.ApiClient,
-        profiles: Callable[[], Mapping[ProfileKey, ProfileView]],
-        metrics: Metrics,
+        state: ClusterState,
+        metrics: ProfileGauges,
+        waiting: Callable[[], Mapping[ProfileKey, int]] = dict,
         report: StatusReport | None = None,
     ) -> None:
-        self._api = api
-        self._report = report
         self._custom = client.CustomObjectsApi(api)
-        self._profiles = profiles
+        self._report = report
+        self._state = state
         self._metrics = metrics
-        self._reports: dict[str, NodeReport] = {}
+        self._waiting = waiting  # pods gated on each profile, shown in its status
         self._written: dict[ProfileKey, dict[str, Any]] = {}
         self._dirty: set[ProfileKey] = set()
         self._all_dirty = True
         self._wake = asyncio.Event()
         self._active = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.status_writes = 0
+        state.listeners.append(self.changed)
 
-    def profile_changed(self, key: ProfileKey) -> None:
-        if self._active:
-            self._dirty.add(key)
+    def changed(self, keys: set[ProfileKey] | None) -> None:
+        """From the cluster state: these profiles (None: every profile) may need a new status."""
+        if not self._active:
+            return
+        if keys is None:
+            self._all_dirty = True
+        else:
+            self._dirty |= keys
+        if keys is None or keys:
             self._wake.set()
 
     def refresh_all(self) -> None:
         """Recompute every profile's status (a report's inputs changed)."""
-        if self._active:
-            self._all_dirty = True
-            self._wake.set()
+        self.changed(None)
 
     async def run(self) -> None:
-        """Runs while this agent holds the lease; cancelled when it loses it."""
-        self._active = True
-        stop = threading.Event()
-        loop = asyncio.get_running_loop()
-        watcher = threading.Thread(
-            target=self._watch_node_statuses,
-            args=(loop, stop),
-            daemon=True,
-            name="node-status-watch",
-        )
+        """Runs while this controller leads; cancelled when it stops leading."""
+        self._active, self._all_dirty = True, True
+        self._loop = asyncio.get_running_loop()
         try:
             self._written = await asyncio.to_thread(self._current_statuses)
-            watcher.start()
+            self._wake.set()
             while True:
                 await self._wake.wait()
                 await asyncio.sleep(DEBOUNCE_SECONDS)  # batch a burst of reports into one pass
                 self._wake.clear()
-                await self._flush()
+                if self._state.profiles_listed and self._state.reports_listed:
+                    await self._flush()
+                else:
+                    self._all_dirty = True
         finally:
-            stop.set()
             self._active = False
             self._metrics.clear_profile_metrics()
 
     async def _flush(self) -> None:
-        views = self._profiles()
+        views = dict(self._state.profiles)
+        reports = dict(self._state.reports)
+        waiting = dict(self._waiting())
         keys = set(views) if self._all_dirty else self._dirty & set(views)
         self._all_dirty = False
         self._dirty.clear()
         for gone in set(self._written) - set(views):
             self._written.pop(gone, None)
             self._metrics.forget_profile(gone.namespace, gone.name)
+        previous = {key: self._written.get(key) or {} for key in keys}
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        updates: list[tuple[ProfileKey, dict[str, Any]]] = []
-        for key in sorted(keys):
-            previous = self._written.get(key) or {}
-            status = profile_status(views[key], self._reports, previous.get("conditions"), now)
+        statuses = await asyncio.to_thread(
+            _statuses, sorted(keys), views, reports, waiting, previous, now
+        )
+        limit = asyncio.Semaphore(PARALLEL_WRITES)
+
+        async def write(key: ProfileKey, status: dict[str, Any]) -> None:
+            async with limit:
+                if await asyncio.to_thread(self._patch_status, key, status):
+                    self._written[key] = status
+
+        writes = []
+        for key, status in statuses:
             if self._report is not None:
-                status = self._report(views[key], status, previous.get("conditions"), now)
+                status = self._report(views[key], status, previous[key].get("conditions"), now)
             self._metrics.observe_profile(key.namespace, key.name, status)
-            if not _same(status, previous):
-                updates.append((key, status))
-        for key, status in updates:
-            if await asyncio.to_thread(self._patch_status, key, status):
-                self._written[key] = status
+            if not _same(status, previous[key]):
+                writes.append(write(key, status))
+        await asyncio.gather(*writes)
 
     def _patch_status(self, key: ProfileKey, status: dict[str, Any]) -> bool:
         try:
             self._custom.patch_namespaced_custom_object_status(
-                API_GROUP, API_VERSION, key.namespace, PLURAL, key.name, {"status": status}
+                API_GROUP,
+                API_VERSION,
+                key.namespace,
+                PLURAL,
+                key.name,
+                {"status": status},
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
             )
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to report on
@@ -124,89 +152,49 @@ class StatusAggregator:
                     "could not write profile status",
                     extra={"profile": str(key), "status": exc.status},
                 )
-                self.profile_changed(key)
+                self._retry(key)
+            return False
+        except Exception as exc:  # connection refused, timeout: try again on the next pass
+            log.warning(
+                "could not write profile status", extra={"profile": str(key), "error": str(exc)}
+            )
+            self._retry(key)
             return False
         self.status_writes += 1
         return True
 
+    def _retry(self, key: ProfileKey) -> None:
+        """From the writing thread: look at this profile again in a second."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.call_later, 1.0, self.changed, {key})
+
     def _current_statuses(self) -> dict[ProfileKey, dict[str, Any]]:
         """What the objects say now, so a new leader rewrites nothing that is already right."""
-        page: Any = self._custom.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL)
+        page: Any = self._custom.list_cluster_custom_object(
+            API_GROUP, API_VERSION, PLURAL, _request_timeout=REQUEST_TIMEOUT_SECONDS
+        )
         return {
             ProfileKey(i["metadata"]["namespace"], i["metadata"]["name"]): i.get("status") or {}
             for i in page.get("items", [])
         }
 
-    def _node_event(self, kind: str, obj: Mapping[str, Any]) -> None:
-        name = str(obj.get("metadata", {}).get("name", ""))
-        if kind == "DELETED":
-            gone = self._reports.pop(name, None)
-            if gone is not None:
-                log.info("node left the expected set", extra={"node": name})
-                self._all_dirty = True
-        else:
-            report = parse_status(name, obj.get("status"))
-            previous = self._reports.get(name)
-            self._reports[name] = report
-            if previous is None or previous.synced != report.synced:
-                self._all_dirty = True
-            else:
-                self._dirty |= _changed_keys(previous, report)
-        self._wake.set()
 
-    def _node_listing(self, items: list[Mapping[str, Any]]) -> None:
-        self._reports = {
-            str(i["metadata"]["name"]): parse_status(str(i["metadata"]["name"]), i.get("status"))
-            for i in items
-        }
-        self._all_dirty = True
-        self._wake.set()
-
-    def _watch_node_statuses(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
-        """In a daemon thread: list, then watch from that version; list again after 410 Gone."""
-        while not stop.is_set():
-            try:
-                listing: Any = self._custom.list_cluster_custom_object(
-                    API_GROUP, API_VERSION, NODE_STATUS_PLURAL
-                )
-                loop.call_soon_threadsafe(self._node_listing, listing.get("items", []))
-                version = listing["metadata"]["resourceVersion"]
-                while not stop.is_set():
-                    stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                        self._custom.list_cluster_custom_object,
-                        API_GROUP,
-                        API_VERSION,
-                        NODE_STATUS_PLURAL,
-                        resource_version=version,
-                        timeout_seconds=WATCH_TIMEOUT_SECONDS,
-                        allow_watch_bookmarks=True,
-                    )
-                    for event in stream:
-                        if stop.is_set():
-                            return
-                        obj = event["object"]
-                        version = obj.get("metadata", {}).get("resourceVersion", version)
-                        if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                            loop.call_soon_threadsafe(self._node_event, event["type"], obj)
-            except ApiException as exc:
-                if exc.status != 410:
-                    log.warning(
-                        "node status watch failed; listing again", extra={"status": exc.status}
-                    )
-                    stop.wait(1.0)
-            except Exception as exc:  # connection errors of any kind: list and watch again
-                log.warning("node status watch broke; listing again", extra={"error": str(exc)})
-                stop.wait(1.0)
-
-
-def _changed_keys(old: NodeReport, new: NodeReport) -> set[ProfileKey]:
-    keys = set(old.installed) | set(new.installed) | set(old.problems) | set(new.problems)
-    return {
-        k
-        for k in keys
-        if old.installed.get(k) != new.installed.get(k)
-        or old.problems.get(k) != new.problems.get(k)
-    }
+def _statuses(
+    keys: list[ProfileKey],
+    views: Mapping[ProfileKey, ProfileView],
+    reports: Mapping[str, NodeReport],
+    waiting: Mapping[ProfileKey, int],
+    previous: Mapping[ProfileKey, Mapping[str, Any]],
+    now: str,
+) -> list[tuple[ProfileKey, dict[str, Any]]]:
+    """Pure and CPU-bound: runs in a thread on a snapshot."""
+    out = []
+    for key in keys:
+        status = profile_status(views[key], reports, previous[key].get("conditions"), now)
+        status["waitingPods"] = waiting.get(key, 0)
+        out.append((key, status))
+    return out
 
 
 def _same(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:

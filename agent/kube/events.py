@@ -19,9 +19,19 @@ MAX_MESSAGE = 1024  # the API server refuses longer event messages
 class EventRecorder:
     """Posts core/v1 Events. Failures are logged, never raised: an event is best effort."""
 
-    def __init__(self, api: client.ApiClient, node_name: str) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        instance: str,
+        role: str = "node",
+        component: str = COMPONENT,
+    ) -> None:
+        """`instance` is the node's name for an agent (`role` "node"), or the replica's for the
+        controller: messages start with "node NAME:" or "controller NAME:"."""
         self._core = client.CoreV1Api(api)
-        self._node = node_name
+        self._node = instance
+        self._role = role
+        self._component = component
 
     def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
         self._post(namespace, name, uid, "Warning", reason, message)
@@ -33,7 +43,7 @@ class EventRecorder:
         self, namespace: str, name: str, uid: str, kind: str, reason: str, message: str
     ) -> None:
         now = dt.datetime.now(dt.UTC)
-        text = f"node {self._node}: {message}"
+        text = f"{self._role} {self._node}: {message}"
         if len(text) > MAX_MESSAGE:
             text = text[: MAX_MESSAGE - 3] + "..."
         body = client.CoreV1Event(
@@ -50,8 +60,8 @@ class EventRecorder:
             reason=reason,
             message=text,
             type=kind,
-            source=client.V1EventSource(component=COMPONENT, host=self._node),
-            reporting_component=COMPONENT,
+            source=client.V1EventSource(component=self._component, host=self._node),
+            reporting_component=self._component,
             reporting_instance=self._node,
             first_timestamp=now,
             last_timestamp=now,

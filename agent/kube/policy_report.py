@@ -2,10 +2,10 @@
 their status, the seccomp_sync_profile_policy_violations metric, and one Warning Event when a
 profile becomes non-compliant. Nothing is removed: the profile stays on the nodes.
 
-Runs inside the elected status aggregator, which calls `report` for each profile status it
-writes. The policies and the namespaces' labels are listed every REFRESH_SECONDS while leading
-(two LISTs; none of namespaces while no policy exists): policies change rarely, and a missed
-change only delays a report, never enforcement, which is the API server's.
+Runs inside the elected controller's status aggregator, which calls `report` for each profile
+status it writes. The policies and the namespaces' labels are listed every REFRESH_SECONDS while
+leading (two LISTs; none of namespaces while no policy exists): policies change rarely, and a
+missed change only delays a report, never enforcement, which is the API server's.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import Gauge
 
 from agent.kube.events import EventRecorder
-from agent.metrics import Metrics
 from agent.model import API_GROUP, API_VERSION
 from agent.readiness.profile_status import ProfileView
 from agent.tenancy.compliance import (
@@ -36,8 +36,12 @@ REFRESH_SECONDS: Final = 30.0
 REQUEST_TIMEOUT_SECONDS: Final = 10
 
 
+class PolicyGauges(Protocol):
+    profile_policy_violations: Gauge
+
+
 class PolicyReporter:
-    def __init__(self, api: client.ApiClient, metrics: Metrics, events: EventRecorder) -> None:
+    def __init__(self, api: client.ApiClient, metrics: PolicyGauges, events: EventRecorder) -> None:
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
         self._metrics = metrics

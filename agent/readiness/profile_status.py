@@ -26,8 +26,10 @@ class ProfileView:
     generation: int
     expected_sha: str | None  # sha256 of the rendered profile; None if it does not render
     deleting: bool = False
+
     uid: str = ""  # for Events on the object
     content: bytes | None = None  # the OCI JSON on the nodes: what a tenant policy judges
+    invalid_reason: str | None = None  # why it does not render, when known
 
 
 @dataclass(frozen=True)

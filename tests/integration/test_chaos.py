@@ -3,9 +3,9 @@
 Two agents (real processes, one per fake Node), each writing to its own tmpfs, go through what
 a broken node and a flaky network do to them: a read-only remount, the managed directory removed,
 bad names planted, kill -9 in the middle of a burst of changes, the control plane stopped and
-started again, the status aggregator killed. After each fault, every node's files must equal the
-rendering of the valid objects in the API, readiness must tell the truth meanwhile, and every
-profile ends Ready.
+started again, the leading controller replica killed. After each fault, every node's files must
+equal the rendering of the valid objects in the API, readiness must tell the truth meanwhile, and
+every profile ends Ready.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from agent.render import render
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, running_agent, wait_for
 from tests.integration.conftest import apply_profile, delete_profile
+from tests.integration.controller import ControllerProcess
 from tests.integration.nodes import delete_node
 
 pytestmark = [
@@ -130,7 +131,7 @@ def lease_holder(cluster: Cluster, namespace: str) -> str | None:
     result = cluster.kubectl(
         "get",
         "lease",
-        "seccomp-sync-status-aggregator",
+        "seccomp-sync-controller",
         "-n",
         namespace,
         "-o",
@@ -141,6 +142,16 @@ def lease_holder(cluster: Cluster, namespace: str) -> str | None:
         return None
     holder = json.loads(result.stdout)["spec"].get("holderIdentity")
     return str(holder) if holder else None
+
+
+@contextmanager
+def _controller(cluster: Cluster, namespace: str, log: Path) -> Iterator[ControllerProcess]:
+    controller = ControllerProcess(cluster, namespace, log).start()
+    try:
+        controller.wait_ready()
+        yield controller
+    finally:
+        controller.stop()
 
 
 def all_ready(cluster: Cluster, namespace: str) -> bool:
@@ -162,7 +173,7 @@ def test_chaos_ends_with_every_node_equal_to_the_api(
 ) -> None:
     suffix = uuid.uuid4().hex[:6]
     node_a, node_b = f"chaos-a-{suffix}", f"chaos-b-{suffix}"
-    args = ("--namespace", namespace, "--lease-namespace", namespace, "--resync-seconds", "3")
+    args = ("--namespace", namespace, "--resync-seconds", "3")
     crd.kubectl("delete", "seccompnodestatuses", "--all", "--wait=true")
     with ExitStack() as stack:
         a = stack.enter_context(
@@ -172,6 +183,11 @@ def test_chaos_ends_with_every_node_equal_to_the_api(
             running_agent(crd, node_b, tmpfs_roots[1], tmp_path / "b.log", *args)
         )
         agents = [a, b]
+        # Two controller replicas elect one (a Lease in this test's namespace).
+        controllers = [
+            stack.enter_context(_controller(crd, namespace, tmp_path / f"controller-{i}.log"))
+            for i in range(2)
+        ]
         for index in range(5):
             apply_profile(crd, namespace, f"p{index}", deny(index + 1))
         converge(crd, namespace, agents, "five profiles on both nodes")
@@ -232,13 +248,16 @@ def test_chaos_ends_with_every_node_equal_to_the_api(
         delete_profile(crd, namespace, "p2")
         converge(crd, namespace, agents, "both after the control plane came back", timeout=90)
 
-        # The aggregator is killed: the other agent takes over and every profile ends Ready.
-        leader = wait_for(lambda: lease_holder(crd, namespace), 30, what="an aggregator")
-        victim = a if leader == node_a else b
+        # The leading controller is killed: the other replica takes over, every profile Ready.
+        leader = wait_for(lambda: lease_holder(crd, namespace), 30, what="a leading controller")
+        victim = next(c for c in controllers if c.identity == leader)
+        survivor = next(c for c in controllers if c is not victim)
         victim.stop(signal.SIGKILL)
-        survivor = b if victim is a else a
-        wait_for(lambda: lease_holder(crd, namespace) == survivor.node, 60, what="a new aggregator")
-        victim.start()
+        wait_for(
+            lambda: lease_holder(crd, namespace) == survivor.identity,
+            60,
+            what="the other controller leading",
+        )
         converge(crd, namespace, agents, "the end state", timeout=90)
         wait_for(lambda: all_ready(crd, namespace), 60, interval=0.5, what="every profile Ready")
         for agent in agents:

@@ -280,7 +280,7 @@ def test_status_subresource_and_printer_columns(crd: Cluster, namespace: str) ->
     )  # fmt: skip
     assert patched.returncode == 0
     table = crd.kubectl("get", "scmp", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "STATUS", "READY", "AGE", "PROFILE"]
+    assert table[0].split() == ["NAME", "STATUS", "READY", "WAITING", "AGE", "PROFILE"]
     assert table[1].split()[:3] == ["nginx-strict", "Partial", "2/3"]
     assert table[1].split()[-1] == local
     # PROFILE repeats namespace and name, so only ordinary lengths fit a 120-column terminal

@@ -28,7 +28,18 @@ DEPLOY = REPO_ROOT / "deploy"
 NAMESPACE = "seccomp-sync"
 ACCOUNT = "seccomp-sync-agent"
 AGENT_USER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
-CLUSTER_RBAC = ("clusterrolebinding/seccomp-sync-agent", "clusterrole/seccomp-sync-agent")
+CONTROLLER_ACCOUNT = "seccomp-sync-controller"
+CONTROLLER_USER = f"system:serviceaccount:{NAMESPACE}:{CONTROLLER_ACCOUNT}"
+CLUSTER_SCOPED = (
+    "clusterrolebinding/seccomp-sync-agent",
+    "clusterrole/seccomp-sync-agent",
+    "clusterrolebinding/seccomp-sync-controller",
+    "clusterrole/seccomp-sync-controller",
+    "mutatingadmissionpolicybinding/seccomp-sync-profiles-ready",
+    "mutatingadmissionpolicy/seccomp-sync-profiles-ready",
+    "validatingadmissionpolicybinding/seccomp-sync-agent-own-node",
+    "validatingadmissionpolicy/seccomp-sync-agent-own-node",
+)
 HOST_DIR = "/var/lib/kubelet/seccomp/seccomp-sync"
 AGENT_UID = 65532
 STARTUP_TAINT = "seccompsync.io/agent-not-ready"
@@ -40,11 +51,12 @@ TYPO = {
 
 
 def remove_installation(cluster: Cluster) -> None:
-    """Everything the base creates except the CRDs, which other tests share."""
+    """Everything the base creates except the CRDs, which other tests share (the admission
+    policies too: left behind, they would gate the pods of later tests)."""
     cluster.kubectl(
         "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=120
     )
-    cluster.kubectl("delete", *CLUSTER_RBAC, "--ignore-not-found")
+    cluster.kubectl("delete", *CLUSTER_SCOPED, "--ignore-not-found")
 
 
 def render(cluster: Cluster, path: Path) -> list[dict[str, Any]]:
@@ -85,23 +97,23 @@ def the(rendered: list[dict[str, Any]], kind: str, name: str | None = None) -> d
 # --- what is rendered ------------------------------------------------------------------------
 
 
-def test_base_renders_the_crds_and_the_agent(installed: list[dict[str, Any]]) -> None:
+def test_base_renders_the_crds_the_agent_and_the_controller(
+    installed: list[dict[str, Any]],
+) -> None:
     kinds = sorted(d["kind"] for d in installed if d["kind"] != "CustomResourceDefinition")
     assert kinds == sorted(
         [
             "Namespace",
             "ResourceQuota",
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
+            *["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service"] * 2,
             "Role",
             "RoleBinding",
             "DaemonSet",
-            "Service",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicyBinding",
-            "ValidatingAdmissionPolicyBinding",
+            "Deployment",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
+            # node restriction (controller issue) and the two tenant policies
+            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 3,
         ]
     )
     for doc in installed:
@@ -110,6 +122,8 @@ def test_base_renders_the_crds_and_the_agent(installed: list[dict[str, Any]]) ->
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicyBinding",
         }:
@@ -258,9 +272,23 @@ def test_prometheus_overlay_adds_monitoring_that_finds_the_agents(
     overlay = render(cluster, DEPLOY / "prometheus")
     base_names = {(d["kind"], d["metadata"]["name"]) for d in installed}
     extra = [d for d in overlay if (d["kind"], d["metadata"]["name"]) not in base_names]
-    assert sorted(d["kind"] for d in extra) == ["PrometheusRule", "ServiceMonitor"]
-    monitor = the(overlay, "ServiceMonitor")
-    service = the(installed, "Service")
+    assert sorted(d["kind"] for d in extra) == [
+        "PrometheusRule",
+        "ServiceMonitor",
+        "ServiceMonitor",
+    ]
+    controller_monitor = the(overlay, "ServiceMonitor", "seccomp-sync-controller")
+    controller_service = the(installed, "Service", "seccomp-sync-controller")
+    assert (
+        controller_monitor["spec"]["selector"]["matchLabels"].items()
+        <= controller_service["metadata"]["labels"].items()
+    )
+    assert (
+        not controller_monitor["spec"]["selector"]["matchLabels"].items()
+        <= the(installed, "Service", "seccomp-sync-agent")["metadata"]["labels"].items()
+    )
+    monitor = the(overlay, "ServiceMonitor", "seccomp-sync-agent")
+    service = the(installed, "Service", "seccomp-sync-agent")
     assert monitor["metadata"]["namespace"] == NAMESPACE
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
@@ -335,12 +363,9 @@ ALLOWED = [
     ("get", "seccompprofiles.seccompsync.io", "team-a", None),
     ("list", "seccompprofiles.seccompsync.io", None, None),
     ("watch", "seccompprofiles.seccompsync.io", None, None),
-    ("get", "seccompprofiles.seccompsync.io", "team-a", "status"),
-    ("patch", "seccompprofiles.seccompsync.io", "team-a", "status"),
-    ("update", "seccompprofiles.seccompsync.io", "team-a", "status"),
     *(
         (verb, "seccompnodestatuses.seccompsync.io", None, None)
-        for verb in ["get", "list", "watch", "create", "patch", "update"]
+        for verb in ["get", "create", "patch", "update"]
     ),
     *(
         (verb, "customresourcedefinitions.apiextensions.k8s.io", None, None)
@@ -354,10 +379,6 @@ ALLOWED = [
     ("list", "namespaces", None, None),
     *((verb, "nodes", None, None) for verb in ["get", "list", "watch", "patch"]),
     *((verb, "pods", None, None) for verb in ["get", "list", "watch"]),
-    *(
-        (verb, "leases.coordination.k8s.io", NAMESPACE, None)
-        for verb in ["get", "create", "update"]
-    ),
 ]
 DENIED = [
     ("get", "secrets", NAMESPACE, None),
@@ -365,11 +386,17 @@ DENIED = [
     ("create", "pods", "team-a", "exec"),
     ("create", "pods", "team-a", None),
     ("delete", "pods", "team-a", None),
+    # Releasing gated pods and writing profile status belong to the controller.
+    ("patch", "pods", "team-a", None),
+    ("update", "pods", "team-a", None),
+    ("patch", "seccompprofiles.seccompsync.io", "team-a", "status"),
+    ("update", "seccompprofiles.seccompsync.io", "team-a", "status"),
     ("create", "seccompprofiles.seccompsync.io", "team-a", None),
     ("update", "seccompprofiles.seccompsync.io", "team-a", None),
     ("patch", "seccompprofiles.seccompsync.io", "team-a", None),
     ("delete", "seccompprofiles.seccompsync.io", "team-a", None),
     ("delete", "seccompnodestatuses.seccompsync.io", None, None),
+    ("list", "seccompnodestatuses.seccompsync.io", None, None),
     ("delete", "nodes", None, None),
     ("create", "seccomptenantpolicies.seccompsync.io", None, None),
     ("update", "seccomptenantpolicies.seccompsync.io", None, None),
@@ -381,18 +408,67 @@ DENIED = [
     ("get", "configmaps", NAMESPACE, None),
     ("create", "customresourcedefinitions.apiextensions.k8s.io", None, None),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", None, None),
-    ("get", "leases.coordination.k8s.io", "kube-system", None),
-    ("delete", "leases.coordination.k8s.io", NAMESPACE, None),
+    # No election for the agents any more.
+    ("get", "leases.coordination.k8s.io", NAMESPACE, None),
+    ("update", "leases.coordination.k8s.io", NAMESPACE, None),
+    ("create", "leases.coordination.k8s.io", NAMESPACE, None),
     ("create", "serviceaccounts", NAMESPACE, "token"),
     ("impersonate", "serviceaccounts", None, None),
     ("escalate", "clusterroles.rbac.authorization.k8s.io", None, None),
 ]
+CONTROLLER_ALLOWED = [
+    *((verb, "seccompprofiles.seccompsync.io", None, None) for verb in ["get", "list", "watch"]),
+    *(
+        (verb, "seccompprofiles.seccompsync.io", "team-a", "status")
+        for verb in ["get", "patch", "update"]
+    ),
+    *(
+        (verb, "seccompnodestatuses.seccompsync.io", None, None)
+        for verb in ["get", "list", "watch"]
+    ),
+    *((verb, "pods", None, None) for verb in ["get", "list", "watch", "patch"]),
+    ("create", "events", "team-a", None),
+    ("patch", "events", "team-a", None),
+    *(
+        (verb, "leases.coordination.k8s.io", NAMESPACE, None)
+        for verb in ["get", "create", "update"]
+    ),
+]
+CONTROLLER_DENIED = [
+    ("get", "secrets", NAMESPACE, None),
+    ("list", "secrets", None, None),
+    ("create", "pods", "team-a", None),
+    ("delete", "pods", "team-a", None),
+    ("update", "pods", "team-a", None),
+    ("create", "pods", "team-a", "exec"),
+    ("create", "pods", "team-a", "binding"),
+    ("create", "seccompprofiles.seccompsync.io", "team-a", None),
+    ("patch", "seccompprofiles.seccompsync.io", "team-a", None),
+    ("delete", "seccompprofiles.seccompsync.io", "team-a", None),
+    *(
+        (verb, "seccompnodestatuses.seccompsync.io", None, None)
+        for verb in ["create", "patch", "update", "delete"]
+    ),
+    ("patch", "nodes", None, None),
+    ("get", "nodes", None, None),
+    ("get", "leases.coordination.k8s.io", "kube-system", None),
+    ("delete", "leases.coordination.k8s.io", NAMESPACE, None),
+    ("create", "serviceaccounts", NAMESPACE, "token"),
+    ("impersonate", "serviceaccounts", None, None),
+    ("update", "mutatingadmissionpolicybindings.admissionregistration.k8s.io", None, None),
+    ("delete", "mutatingadmissionpolicybindings.admissionregistration.k8s.io", None, None),
+]
 
 
 def can_i(
-    cluster: Cluster, verb: str, resource: str, namespace: str | None, subresource: str | None
+    cluster: Cluster,
+    verb: str,
+    resource: str,
+    namespace: str | None,
+    subresource: str | None,
+    user: str = AGENT_USER,
 ) -> str:
-    args = ["auth", "can-i", f"--as={AGENT_USER}", verb, resource]
+    args = ["auth", "can-i", f"--as={user}", verb, resource]
     args += ["-n", namespace] if namespace else ["--all-namespaces"]
     if subresource:
         args.append(f"--subresource={subresource}")
@@ -425,17 +501,63 @@ def test_agent_account_may_not(
     assert can_i(cluster, *grant) == "no"
 
 
-def test_agent_account_has_no_other_rules(installed: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize("grant", CONTROLLER_ALLOWED, ids=describe)
+def test_controller_account_may(
+    installed: list[dict[str, Any]],
+    cluster: Cluster,
+    grant: tuple[str, str, str | None, str | None],
+) -> None:
+    assert can_i(cluster, *grant, user=CONTROLLER_USER) == "yes"
+
+
+@pytest.mark.parametrize("grant", CONTROLLER_DENIED, ids=describe)
+def test_controller_account_may_not(
+    installed: list[dict[str, Any]],
+    cluster: Cluster,
+    grant: tuple[str, str, str | None, str | None],
+) -> None:
+    assert can_i(cluster, *grant, user=CONTROLLER_USER) == "no"
+
+
+@pytest.mark.parametrize(
+    ("allowed", "roles"),
+    [
+        (ALLOWED, [("ClusterRole", "seccomp-sync-agent")]),
+        (
+            CONTROLLER_ALLOWED,
+            [
+                ("ClusterRole", "seccomp-sync-controller"),
+                ("Role", "seccomp-sync-controller-leases"),
+            ],
+        ),
+    ],
+    ids=["agent", "controller"],
+)
+def test_accounts_have_no_other_rules(
+    installed: list[dict[str, Any]],
+    allowed: list[tuple[str, str, str | None, str | None]],
+    roles: list[tuple[str, str]],
+) -> None:
     """Every rule is one the lists above check: a new grant needs a new line there."""
     checked = {
         (verb, resource.split(".", 1)[0] + (f"/{sub}" if sub else ""))
-        for verb, resource, _, sub in ALLOWED
+        for verb, resource, _, sub in allowed
     }
-    for kind in ["ClusterRole", "Role"]:
-        for rule in the(installed, kind)["rules"]:
+    for kind, name in roles:
+        for rule in the(installed, kind, name)["rules"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
-                    assert (verb, resource) in checked, f"{kind} grants {verb} {resource}"
+                    assert (verb, resource) in checked, f"{kind} {name} grants {verb} {resource}"
+
+
+def test_only_the_controller_holds_a_role(installed: list[dict[str, Any]]) -> None:
+    bindings = [d for d in installed if d["kind"] in {"RoleBinding", "ClusterRoleBinding"}]
+    subjects = {(d["metadata"]["name"], s["name"]) for d in bindings for s in d["subjects"]}
+    assert subjects == {
+        ("seccomp-sync-agent", ACCOUNT),
+        ("seccomp-sync-controller", CONTROLLER_ACCOUNT),
+        ("seccomp-sync-controller-leases", CONTROLLER_ACCOUNT),
+    }
 
 
 def wait_showing_log(agent: AgentProcess, probe: Callable[[], bool], what: str) -> None:
@@ -445,11 +567,41 @@ def wait_showing_log(agent: AgentProcess, probe: Callable[[], bool], what: str) 
         raise AssertionError(f"{exc}\nagent log:\n{agent.log_tail()}") from None
 
 
-def account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    """A kubeconfig that authenticates as the agent's ServiceAccount, like the pod would."""
-    token = cluster.kubectl(
-        "create", "token", ACCOUNT, "-n", NAMESPACE, "--duration=1h"
-    ).stdout.strip()
+def pod_on(cluster: Cluster, node: str, account: str = ACCOUNT) -> tuple[str, str]:
+    """A pod of `account` bound to `node` (as the DaemonSet's would be; no kubelet runs it):
+    tokens bound to it carry the node's name. Returns its name and uid."""
+    name = f"agent-{node}"[:63]
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": account,
+            "containers": [{"name": "agent", "image": "ghcr.io/seccomp-sync/agent:0.1.0"}],
+        },
+    }
+    created = json.loads(
+        cluster.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(body)).stdout
+    )
+    return name, created["metadata"]["uid"]
+
+
+def bound_token(cluster: Cluster, node: str | None, account: str = ACCOUNT) -> str:
+    """A TokenRequest for `account`, bound to a pod on `node` (None: bound to nothing)."""
+    args = ["create", "token", account, "-n", NAMESPACE, "--duration=1h"]
+    if node is not None:
+        pod, uid = pod_on(cluster, node, account)
+        args += [
+            "--bound-object-kind=Pod",
+            f"--bound-object-name={pod}",
+            f"--bound-object-uid={uid}",
+        ]
+    return cluster.kubectl(*args).stdout.strip()
+
+
+def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Cluster:
+    """The cluster as the holder of `token` sees it."""
     admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
     server = admin["clusters"][0]["cluster"]
     ca = (
@@ -467,38 +619,29 @@ def account_kubeconfig(cluster: Cluster, path: Path) -> Path:
                         "cluster": {"server": server["server"], "certificate-authority-data": ca},
                     }
                 ],
-                "users": [{"name": ACCOUNT, "user": {"token": token}}],
-                "contexts": [{"name": ACCOUNT, "context": {"cluster": "test", "user": ACCOUNT}}],
-                "current-context": ACCOUNT,
+                "users": [{"name": "account", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "account", "context": {"cluster": "test", "user": "account"}}
+                ],
+                "current-context": "account",
             }
         )
     )
-    return path
-
-
-@pytest.fixture
-def as_agent(
-    installed: list[dict[str, Any]],
-    cluster: Cluster,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Cluster:
-    """The cluster as the agent's ServiceAccount sees it, with the pod's environment."""
-    monkeypatch.setenv("POD_NAMESPACE", NAMESPACE)  # the DaemonSet's fieldRef; names the Lease's
-    kubeconfig = account_kubeconfig(cluster, tmp_path / "agent.kubeconfig")
-    return Cluster(cluster.state_dir, kubeconfig, cluster.kubectl_path)
+    return Cluster(cluster.state_dir, path, cluster.kubectl_path)
 
 
 @contextmanager
 def agent_with_account(
-    cluster: Cluster, as_agent: Cluster, tmp_path: Path, *extra: str, startup_taint: bool = False
+    cluster: Cluster, tmp_path: Path, *extra: str, startup_taint: bool = False
 ) -> Iterator[AgentProcess]:
-    """A ready agent that talks to the API only with the ServiceAccount's token, for a fake Node
-    (registered as cluster-admin, as a kubelet would register itself)."""
+    """A ready agent that talks to the API only with the ServiceAccount's token, bound to a pod
+    on its fake Node as the DaemonSet's would be (the Node registered as cluster-admin, as a
+    kubelet would register itself)."""
     node = f"deploy-test-{uuid.uuid4().hex[:8]}"
     # The fake Node has no kubernetes.io/os label: the installed DaemonSet places no pod on it,
     # which no kubelet would ever run or delete.
     register_node(cluster, node, startup_taint=startup_taint)
+    as_agent = token_kubeconfig(cluster, bound_token(cluster, node), tmp_path / "agent.kubeconfig")
     agent = AgentProcess(as_agent, node, tmp_path / "root", tmp_path / "agent.log", *extra)
     try:
         agent.start().wait_ready()
@@ -509,7 +652,7 @@ def agent_with_account(
 
 
 def test_agent_runs_with_only_its_accounts_permissions(
-    as_agent: Cluster, cluster: Cluster, tmp_path: Path
+    installed: list[dict[str, Any]], cluster: Cluster, tmp_path: Path
 ) -> None:
     """A real agent, watching every namespace as the DaemonSet's does, with the ServiceAccount's
     token: it syncs, writes a profile, posts the Event for an invalid one, and never hears
@@ -517,7 +660,7 @@ def test_agent_runs_with_only_its_accounts_permissions(
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", namespace)
     try:
-        with agent_with_account(cluster, as_agent, tmp_path) as agent:
+        with agent_with_account(cluster, tmp_path) as agent:
             apply_profile(cluster, namespace, "web", DENY_MKDIR)
             apply_profile(cluster, namespace, "typo", TYPO)
             path = agent.profile_path(namespace, "web")
@@ -544,12 +687,12 @@ def test_agent_runs_with_only_its_accounts_permissions(
 
 
 def test_agent_removes_its_startup_taint_with_its_accounts_permissions(
-    as_agent: Cluster, cluster: Cluster, tmp_path: Path
+    installed: list[dict[str, Any]], cluster: Cluster, tmp_path: Path
 ) -> None:
     """`--remove-startup-taint` (the DaemonSet passes it) works with the ServiceAccount: the
     node's seccompsync.io/agent-not-ready taint is gone after the initial sync."""
     with agent_with_account(
-        cluster, as_agent, tmp_path, "--remove-startup-taint", startup_taint=True
+        cluster, tmp_path, "--remove-startup-taint", startup_taint=True
     ) as agent:
 
         def untainted() -> bool:
@@ -562,3 +705,180 @@ def test_agent_removes_its_startup_taint_with_its_accounts_permissions(
 def mebibytes(quantity: str) -> int:
     units = {"Mi": 1, "Gi": 1024}
     return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+# --- each agent speaks only for its own node (ValidatingAdmissionPolicy) ----------------------
+
+
+def node_status_body(node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "seccompsync.io/v1alpha1",
+        "kind": "SeccompNodeStatus",
+        "metadata": {"name": node},
+    }
+
+
+@pytest.fixture
+def two_nodes(installed: list[dict[str, Any]], cluster: Cluster) -> Iterator[tuple[str, str]]:
+    suffix = uuid.uuid4().hex[:6]
+    names = (f"own-a-{suffix}", f"own-b-{suffix}")
+    for name in names:
+        register_node(cluster, name, startup_taint=True)
+    yield names
+    for name in names:
+        delete_node(cluster, name)
+        cluster.kubectl("delete", "seccompnodestatus", name, "--ignore-not-found")
+
+
+def attempt(who: Cluster, *args: str, body: dict[str, Any] | None = None) -> str:
+    """Run kubectl as `who`; '' when allowed, else the error it printed."""
+    result = who.kubectl(*args, check=False, input=json.dumps(body) if body else None)
+    return "" if result.returncode == 0 else result.stderr
+
+
+def test_agent_token_bound_to_a_pod_writes_only_its_own_node(
+    cluster: Cluster, two_nodes: tuple[str, str], tmp_path: Path
+) -> None:
+    """A token bound to a pod on node A may create and patch A's SeccompNodeStatus and remove
+    A's taint; the same token is refused for B, whatever name it gives."""
+    node_a, node_b = two_nodes
+    as_a = token_kubeconfig(cluster, bound_token(cluster, node_a), tmp_path / "a.kubeconfig")
+    assert attempt(as_a, "create", "-f", "-", body=node_status_body(node_a)) == ""
+    status_patch = json.dumps({"status": {"synced": True}})
+    assert (
+        attempt(
+            as_a,
+            "patch",
+            "seccompnodestatus",
+            node_a,
+            "--type=merge",
+            "-p",
+            status_patch,
+        )
+        == ""
+    )
+    untaint = json.dumps({"spec": {"taints": []}})
+    assert attempt(as_a, "patch", "node", node_a, "--type=merge", "-p", untaint) == ""
+
+    refused = [
+        attempt(as_a, "create", "-f", "-", body=node_status_body(node_b)),
+        attempt(as_a, "patch", "node", node_b, "--type=merge", "-p", untaint),
+    ]
+    cluster.kubectl("create", "-f", "-", input=json.dumps(node_status_body(node_b)))
+    refused.append(
+        attempt(
+            as_a,
+            "patch",
+            "seccompnodestatus",
+            node_b,
+            "--type=merge",
+            "-p",
+            status_patch,
+        )
+    )
+    for error in refused:
+        assert f"the seccomp-sync agent on node {node_a} may not change" in error, error
+    node = json.loads(cluster.kubectl("get", "node", node_b, "-o", "json").stdout)
+    assert [t["key"] for t in node["spec"]["taints"]] == [STARTUP_TAINT]
+
+
+def test_agent_token_bound_to_nothing_writes_nothing(
+    cluster: Cluster, two_nodes: tuple[str, str], tmp_path: Path
+) -> None:
+    """A token not bound to a pod names no node (a copy made with `kubectl create token`)."""
+    node_a, _ = two_nodes
+    loose = token_kubeconfig(cluster, bound_token(cluster, None), tmp_path / "loose.kubeconfig")
+    error = attempt(loose, "create", "-f", "-", body=node_status_body(node_a))
+    assert "must use a token bound to its pod" in error, error
+
+
+def test_the_policy_applies_only_to_the_agents_account(
+    cluster: Cluster, two_nodes: tuple[str, str]
+) -> None:
+    """Cluster admins (and kubelets) are not the agent: the policy leaves them alone."""
+    node_a, _ = two_nodes
+    assert attempt(cluster, "create", "-f", "-", body=node_status_body(node_a)) == ""
+
+
+# --- the controller ----------------------------------------------------------------------------
+
+
+def test_controller_deployment_is_hardened_and_replicated(installed: list[dict[str, Any]]) -> None:
+    deployment = the(installed, "Deployment", "seccomp-sync-controller")
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == CONTROLLER_ACCOUNT
+    assert "volumes" not in pod or all("hostPath" not in v for v in pod["volumes"])
+    (container,) = pod["containers"]
+    assert container["args"][0] == "controller"
+    context = container["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_controller_runs_with_only_its_accounts_permissions(
+    installed: list[dict[str, Any]], cluster: Cluster, tmp_path: Path
+) -> None:
+    """The installed policy gates a pod; a real controller with nothing but its account's token
+    releases it once a real agent (with its own bound token) has the profile, writes the
+    profile's status, and never hears "forbidden"."""
+    from tests.integration.controller import ControllerProcess
+
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", namespace)
+    # Reports left by agents of earlier tests would count as nodes that lag (for the grace
+    # period): the expected nodes here are exactly this test's one agent.
+    cluster.kubectl("delete", "seccompnodestatuses", "--all", "--wait=true")
+    as_controller = token_kubeconfig(
+        cluster, bound_token(cluster, None, CONTROLLER_ACCOUNT), tmp_path / "c.kubeconfig"
+    )
+    controller = ControllerProcess(as_controller, NAMESPACE, tmp_path / "controller.log")
+    try:
+        with agent_with_account(cluster, tmp_path) as agent:
+            controller.start().wait_ready()
+            apply_profile(cluster, namespace, "web", DENY_MKDIR)
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "app", "namespace": namespace},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": agent.node},
+                    "securityContext": {
+                        "seccompProfile": {
+                            "type": "Localhost",
+                            "localhostProfile": f"seccomp-sync/{namespace}/web.json",
+                        }
+                    },
+                    "containers": [{"name": "app", "image": "pause"}],
+                },
+            }
+            created = json.loads(
+                cluster.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(pod)).stdout
+            )
+            assert created["spec"]["schedulingGates"] == [{"name": "seccompsync.io/profiles-ready"}]
+
+            def bound() -> bool:
+                out = cluster.kubectl("get", "pod", "app", "-n", namespace, "-o", "json").stdout
+                return json.loads(out)["spec"].get("nodeName") == agent.node
+
+            try:
+                wait_for(bound, timeout=30, what="the pod released and bound")
+                wait_for(
+                    lambda: (
+                        "Installed" in cluster.kubectl("get", "scmp", "web", "-n", namespace).stdout
+                    ),
+                    what="status written by the controller",
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{controller.log_tail()}") from None
+            log = controller.log_path.read_text()
+            assert '"status": 403' not in log and "forbidden" not in log.lower(), log
+    finally:
+        controller.stop()
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -1,5 +1,6 @@
-"""A real Prometheus scrapes a real agent: every metric the dashboard and the alert rules name is
-one the agent exports, every dashboard query returns data, and every rule evaluates cleanly."""
+"""A real Prometheus scrapes a real agent and a real controller: every metric the dashboard and the
+alert rules name is one of them exports, every dashboard query returns data, and every rule
+evaluates cleanly."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import yaml
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, free_port, running_agent, wait_for
 from tests.integration.conftest import apply_profile
+from tests.integration.controller import ControllerProcess, running_controller
 from tests.integration.profiles import DENY_MKDIR, DENY_PTRACE
 from tests.integration.tools import require_tool
 
@@ -28,6 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "seccomp-sync.json"
 RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.rules.yaml"
 JOB = "seccomp-sync-agent"  # the job name the alert rules and the dashboard select on
+CONTROLLER_JOB = "seccomp-sync-controller"
 # Series Prometheus makes itself for every target, not the agent.
 SCRAPE_SERIES = {"up"}
 
@@ -184,12 +187,14 @@ def prometheus_binary() -> str:
 
 
 @pytest.fixture
-def agent(
-    crd: Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[AgentProcess]:
-    # Its own status Lease (in the test's namespace, as a pod's would be in its own): the agent
-    # aggregates at once, whatever Lease an agent of an earlier test left behind.
-    monkeypatch.setenv("POD_NAMESPACE", namespace)
+def controller(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[ControllerProcess]:
+    # Its own Lease in the test's namespace: it leads at once, whatever an earlier test left.
+    with running_controller(crd, namespace, tmp_path / "controller.log") as process:
+        yield process
+
+
+@pytest.fixture
+def agent(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[AgentProcess]:
     with running_agent(
         crd, "scrape-node", tmp_path / "root", tmp_path / "agent.log", "--namespace", namespace
     ) as process:
@@ -197,7 +202,9 @@ def agent(
 
 
 @pytest.fixture
-def prometheus(prometheus_binary: str, agent: AgentProcess, tmp_path: Path) -> Iterator[Prometheus]:
+def prometheus(
+    prometheus_binary: str, agent: AgentProcess, controller: ControllerProcess, tmp_path: Path
+) -> Iterator[Prometheus]:
     config = tmp_path / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(
@@ -208,7 +215,11 @@ def prometheus(prometheus_binary: str, agent: AgentProcess, tmp_path: Path) -> I
                     {
                         "job_name": JOB,
                         "static_configs": [{"targets": [f"127.0.0.1:{agent.port}"]}],
-                    }
+                    },
+                    {
+                        "job_name": CONTROLLER_JOB,
+                        "static_configs": [{"targets": [f"127.0.0.1:{controller.port}"]}],
+                    },
                 ],
             }
         )
@@ -244,10 +255,10 @@ def prometheus(prometheus_binary: str, agent: AgentProcess, tmp_path: Path) -> I
     try:
         wait_for(ready, timeout=30, interval=0.2, what="prometheus /-/ready")
         wait_for(
-            lambda: server.value(f'up{{job="{JOB}"}}') == 1,
+            lambda: server.value("sum(up)") == 2,
             timeout=30,
             interval=0.5,
-            what="prometheus to scrape the agent (up == 1)",
+            what="prometheus to scrape the agent and the controller (up == 1)",
         )
         yield server
     finally:
@@ -261,8 +272,12 @@ def prometheus(prometheus_binary: str, agent: AgentProcess, tmp_path: Path) -> I
 
 @pytest.mark.cluster
 @pytest.mark.prometheus
-def test_dashboard_and_alerts_read_what_the_agent_exports(
-    crd: Cluster, namespace: str, agent: AgentProcess, prometheus: Prometheus
+def test_dashboard_and_alerts_read_what_the_agent_and_controller_export(
+    crd: Cluster,
+    namespace: str,
+    agent: AgentProcess,
+    controller: ControllerProcess,
+    prometheus: Prometheus,
 ) -> None:
     # Activity after the first scrapes, so every rate() and histogram has something to show.
     apply_profile(crd, namespace, "deny-mkdir", DENY_MKDIR)
@@ -281,7 +296,7 @@ def test_dashboard_and_alerts_read_what_the_agent_exports(
         interval=0.5,
         what="prometheus to scrape the writes",
     )
-    # The aggregator's per-profile series follow the agents' node status: give them time to
+    # The controller's per-profile series follow the agents' node status: give them time to
     # appear, but check strictly below whatever this wait sees.
     per_profile = f'seccomp_sync_profile_ready{{namespace="{namespace}"}}'
     with contextlib.suppress(AssertionError):
@@ -290,21 +305,23 @@ def test_dashboard_and_alerts_read_what_the_agent_exports(
 
     status, exposition = agent.http("/metrics")
     assert status == 200
-    exported = exported_names(exposition) | SCRAPE_SERIES
+    controller_status, controller_exposition = controller.http("/metrics")
+    assert controller_status == 200
+    exported = exported_names(exposition) | exported_names(controller_exposition) | SCRAPE_SERIES
     problems: list[str] = []
 
     dashboard = json.loads(DASHBOARD.read_text())
     for title, expr in dashboard_queries(dashboard):
         missing = sorted({metric_name(s) for s in selectors(expr)} - exported)
         if missing:
-            problems.append(f"dashboard {title}: the agent exports no {', '.join(missing)}")
+            problems.append(f"dashboard {title}: nothing exports {', '.join(missing)}")
         if not prometheus.query(expr):
             problems.append(f"dashboard {title}: no data for {expr}")
 
     for alert, expr in alert_expressions():
         for selector in selectors(expr):
             if metric_name(selector) not in exported:
-                problems.append(f"alert {alert}: the agent exports no {metric_name(selector)}")
+                problems.append(f"alert {alert}: nothing exports {metric_name(selector)}")
             elif not prometheus.query(selector):
                 problems.append(f"alert {alert}: no data for {selector}")
 
@@ -327,6 +344,6 @@ def test_every_alert_rule_evaluates_without_error(prometheus: Prometheus) -> Non
     assert {rule["name"] for rule in rules} == names
     broken = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
     assert broken == {}
-    # A healthy agent that just synced makes none of them fire.
+    # A healthy agent that just synced, and a leading controller, make none of them fire.
     firing = [rule["name"] for rule in rules if rule["state"] == "firing"]
     assert firing == []

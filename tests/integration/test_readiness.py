@@ -1,7 +1,7 @@
 """Readiness a deploy can rely on, with the real scheduler and controller-manager.
 
-Agents run as processes, one per fake Node, each with its own root; they elect one status
-aggregator through a Lease in the test's namespace.
+Agents run as processes, one per fake Node, each with its own root; a controller process (with
+its Lease in the test's namespace) aggregates their reports into each profile's status.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, running_agent, wait_for
 from tests.integration.conftest import apply_profile, delete_profile
+from tests.integration.controller import running_controller
 from tests.integration.nodes import delete_node, register_node
 
 pytestmark = pytest.mark.cluster
@@ -41,8 +42,14 @@ def nodes(crd: Cluster) -> Iterator[tuple[str, str]]:
         delete_node(crd, name)
 
 
+@pytest.fixture(autouse=True)
+def controller(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[None]:
+    with running_controller(crd, namespace, tmp_path / "controller.log"):
+        yield
+
+
 def agent_args(namespace: str) -> tuple[str, ...]:
-    return ("--namespace", namespace, "--lease-namespace", namespace)
+    return ("--namespace", namespace)
 
 
 def profile(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
@@ -82,8 +89,8 @@ def test_kubectl_wait_for_ready_once_every_node_has_it(
             assert (tmp_path / node / "seccomp-sync" / namespace / "web.json").exists()
         table = crd.kubectl("get", "seccompprofiles", "-n", namespace).stdout
         header, row = table.splitlines()
-        assert header.split() == ["NAME", "STATUS", "READY", "AGE", "PROFILE"]
-        assert row.split()[:3] == ["web", "Installed", "2/2"]
+        assert header.split() == ["NAME", "STATUS", "READY", "WAITING", "AGE", "PROFILE"]
+        assert row.split()[:4] == ["web", "Installed", "2/2", "0"]
 
 
 def test_invalid_profile_is_not_ready_and_says_where_and_why(

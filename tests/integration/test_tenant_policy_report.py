@@ -14,6 +14,7 @@ import pytest
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import running_agent, wait_for
 from tests.integration.conftest import apply_profile
+from tests.integration.controller import running_controller
 from tests.tenancy.cases import RESTRICTED, policy_object
 
 pytestmark = pytest.mark.cluster
@@ -47,16 +48,13 @@ def test_a_profile_that_predates_a_policy_is_reported_and_stays_installed(
     crd.kubectl("apply", "-f", "-", input=json.dumps(policy))
     node = f"node-{uuid.uuid4().hex[:6]}"
     try:
-        with running_agent(
-            crd,
-            node,
-            tmp_path / "root",
-            tmp_path / "agent.log",
-            "--namespace",
-            namespace,
-            "--lease-namespace",
-            namespace,
-        ) as agent:
+        with (
+            running_agent(
+                crd, node, tmp_path / "root", tmp_path / "agent.log", "--namespace", namespace
+            ) as agent,
+            # The controller's elected replica aggregates status, and with it this report.
+            running_controller(crd, namespace, tmp_path / "controller.log") as controller,
+        ):
 
             def reported() -> dict[str, Any] | None:
                 found = conditions(crd, namespace, "weak").get("PolicyCompliant")
@@ -78,7 +76,7 @@ def test_a_profile_that_predates_a_policy_is_reported_and_stays_installed(
             assert agent.profile_path(namespace, "weak").is_file()
             # The compliant one says so.
             assert conditions(crd, namespace, "strict")["PolicyCompliant"]["status"] == "True"
-            assert agent.metric("seccomp_sync_profile_policy_violations") == 1
+            assert controller.metric("seccomp_sync_profile_policy_violations") == 1
 
             def event() -> str | None:
                 out = crd.kubectl(

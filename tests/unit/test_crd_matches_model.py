@@ -125,6 +125,7 @@ def test_printer_columns_read_the_status_fields(
     assert columns == {
         "Status": ".status.state",
         "Ready": ".status.readyNodes",
+        "Waiting": ".status.waitingPods",
         "Age": ".metadata.creationTimestamp",
         "Profile": ".status.localhostProfile",
     }

@@ -1,0 +1,1 @@
+"""`seccomp-agent controller`: status aggregation and scheduling gates, apart from the nodes."""

@@ -1,0 +1,218 @@
+"""`seccomp-agent controller`: wire the watches, the elected work and the HTTP port together.
+
+Every replica watches profiles, node reports and unscheduled pods (a warm standby takes over
+in one Lease period); only the replica holding the Lease writes profile status and releases
+gated pods. Every long-lived part runs under the supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.config.config_exception import ConfigException
+
+from agent.controller.gates import GateHandler
+from agent.controller.metrics import ControllerMetrics
+from agent.controller.profiles import profile_view
+from agent.controller.settings import ControllerSettings, build_controller_settings
+from agent.controller.state import ClusterState
+from agent.gating.pods import GatedPod, gated_pod
+from agent.health import build_app, start_server
+from agent.kube.aggregator import StatusAggregator
+from agent.kube.client import api_client, api_unavailable, load_configuration
+from agent.kube.events import EventRecorder
+from agent.kube.leader import LeaderElector
+from agent.kube.list_watch import ListWatch
+from agent.kube.node_status import PLURAL as NODE_STATUS_PLURAL
+from agent.kube.pod_gates import PodGates
+from agent.kube.policy_report import PolicyReporter
+from agent.logs import configure_logging
+from agent.model import API_GROUP, API_VERSION, PLURAL
+from agent.readiness.node_report import NodeReport, parse_status
+from agent.readiness.profile_status import ProfileView
+from agent.settings import SettingsError
+from agent.supervisor import Supervisor
+
+log = logging.getLogger("agent.controller")
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    try:
+        settings = build_controller_settings(args)
+    except SettingsError as exc:
+        print(f"seccomp-agent: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        asyncio.run(_main(settings))
+    except ConfigException as exc:
+        log.error("cannot load Kubernetes credentials", extra={"error": str(exc)})
+        return 1
+    return 0
+
+
+async def _main(settings: ControllerSettings) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await serve(settings)
+    except asyncio.CancelledError:
+        log.info("seccomp-sync controller stopped")
+
+
+async def serve(settings: ControllerSettings) -> None:
+    configuration = load_configuration(settings.kubeconfig)
+    # urllib3 would silently retry a timed-out request three times, turning a 5 s request
+    # timeout into 20 s: longer than the Lease. Our own loops retry, with backoff and a log line.
+    configuration.retries = 0
+    api = api_client(configuration)
+    metrics = ControllerMetrics()
+    state = ClusterState()
+    supervisor = Supervisor(
+        on_failure=lambda part: metrics.component_failures.labels(component=part).inc(),
+        # An unreachable API is waited out, never held against liveness (as in the agent).
+        expected=api_unavailable,
+    )
+    custom = client.CustomObjectsApi(api)
+    core = client.CoreV1Api(api)
+    pods = PodGates(api, settings.identity)
+
+    gates: GateHandler | None = None
+    policies = PolicyReporter(
+        api, metrics, EventRecorder(api, settings.identity, "controller", "seccomp-sync-controller")
+    )
+    aggregator = StatusAggregator(
+        api,
+        state,
+        metrics,
+        waiting=lambda: gates.waiting_counts() if gates else {},
+        report=policies.report,
+    )
+    policies.on_change = aggregator.refresh_all
+    gates = GateHandler(
+        state, pods.patch, pods.warn, metrics, settings.grace_seconds, aggregator.changed
+    )
+
+    async def lead() -> None:
+        # Both or neither: if one fails, the group cancels the other and the elector steps down.
+        async with asyncio.TaskGroup() as group:
+            group.create_task(aggregator.run(), name="aggregator")
+            group.create_task(gates.run(), name="gates")
+            group.create_task(policies.run(), name="tenant-policies")
+
+    elector = LeaderElector(
+        api,
+        settings.lease_namespace,
+        settings.lease_name,
+        settings.identity,
+        lead,
+        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
+        lease_seconds=settings.lease_seconds,
+        renew_deadline=settings.renew_deadline,
+        retry_seconds=settings.retry_seconds,
+    )
+    watches = [
+        ListWatch(
+            "profiles",
+            functools.partial(custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL),
+            on_list=lambda views: state.replace_profiles(views),
+            on_event=lambda kind, view: _profile_event(state, kind, view),
+            transform=_profile,
+        ),
+        ListWatch(
+            "node-statuses",
+            functools.partial(
+                custom.list_cluster_custom_object, API_GROUP, API_VERSION, NODE_STATUS_PLURAL
+            ),
+            on_list=lambda reports: state.replace_reports(reports),
+            on_event=lambda kind, report: _report_event(state, kind, report),
+            transform=_report,
+        ),
+        ListWatch(
+            "pods",
+            core.list_pod_for_all_namespaces,
+            # Unscheduled pods only: gated pods are never bound, and this keeps the controller's
+            # memory with the pods that wait, not with every pod in the cluster.
+            field_selector="spec.nodeName=",
+            on_list=lambda items: state.replace_pods(p for _, p in items if p is not None),
+            on_event=lambda kind, item: _pod_event(state, kind, item),
+            transform=_pod,
+        ),
+    ]
+    for watch in watches:
+        supervisor.add(f"watch-{watch.name}", watch.run)
+    supervisor.add("elector", elector.run)
+
+    app = build_app(
+        metrics.registry,
+        lambda: None if state.synced else "the watches have not listed everything yet",
+        supervisor.problems,
+    )
+
+    async def serve_http() -> None:
+        runner, port = await start_server(app, settings.http_host, settings.http_port)
+        log.info("serving /healthz, /readyz, /metrics", extra={"http_port": port})
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    supervisor.add("http", serve_http)
+    log.info(
+        "seccomp-sync controller starting",
+        extra={
+            "identity": settings.identity,
+            "lease": f"{settings.lease_namespace}/{settings.lease_name}",
+            "grace_seconds": settings.grace_seconds,
+        },
+    )
+    try:
+        await supervisor.run()
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+def _profile(obj: Mapping[str, Any]) -> ProfileView:
+    return profile_view(obj)
+
+
+def _profile_event(state: ClusterState, kind: str, view: ProfileView) -> None:
+    if kind == "DELETED":
+        state.drop_profile(view.key)
+    else:
+        state.put_profile(view)
+
+
+def _report(obj: Mapping[str, Any]) -> NodeReport:
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    return parse_status(name, obj.get("status"))
+
+
+def _report_event(state: ClusterState, kind: str, report: NodeReport) -> None:
+    if kind == "DELETED":
+        state.drop_report(report.node)
+    else:
+        state.put_report(report)
+
+
+def _pod(obj: Mapping[str, Any]) -> tuple[str, GatedPod | None]:
+    return str((obj.get("metadata") or {}).get("uid", "")), gated_pod(obj)
+
+
+def _pod_event(state: ClusterState, kind: str, item: tuple[str, GatedPod | None]) -> None:
+    uid, pod = item
+    if kind == "DELETED" or pod is None:
+        state.drop_pod(uid)
+    else:
+        state.put_pod(pod)

@@ -1,0 +1,164 @@
+"""Release gated pods once every profile they name is Ready where they may run.
+
+Level-based: each pass looks at every gated pod as the watches show it now, so a new leader,
+or a pod created while no leader ran, is handled like any other. A pod is patched at most once
+per resourceVersion; an Event is posted once per pod and reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent.catalog import ProfileKey
+from agent.controller.metrics import ControllerMetrics
+from agent.controller.state import ClusterState, waiting_counts
+from agent.gating.decide import ProfileReadiness, Release, decide, readiness
+from agent.gating.pods import GatedPod, release_patch
+
+log = logging.getLogger(__name__)
+
+PatchFn = Callable[[GatedPod, list[dict[str, Any]]], bool]
+WarnFn = Callable[[GatedPod, str, str], None]
+
+DEBOUNCE_SECONDS = 0.02
+TICK_SECONDS = 1.0  # how often waiting pods are looked at again for the grace period
+PARALLEL_WRITES = 8
+EVENT_REASON = "SeccompProfileNotReady"
+
+
+class GateHandler:
+    def __init__(
+        self,
+        state: ClusterState,
+        patch: PatchFn,
+        warn: WarnFn,
+        metrics: ControllerMetrics,
+        grace_seconds: float,
+        on_waiting_change: Callable[[set[ProfileKey]], None] = lambda _: None,
+    ) -> None:
+        self._state = state
+        self._patch = patch
+        self._warn = warn
+        self._metrics = metrics
+        self._grace = grace_seconds
+        self._on_waiting_change = on_waiting_change
+        self._wake = asyncio.Event()
+        self._active = False
+        self._patched: dict[str, str] = {}  # uid -> resourceVersion already released
+        self._warned: dict[str, str] = {}  # uid -> last Event message
+        self._waiting: dict[str, frozenset[ProfileKey]] = {}
+        self._counts: dict[ProfileKey, int] = {}
+        # Its own threads: releasing a pod must not queue behind a burst of status writes in
+        # the default executor (a few threads on a small node).
+        self._writers = concurrent.futures.ThreadPoolExecutor(
+            PARALLEL_WRITES, thread_name_prefix="gate-writer"
+        )
+        state.listeners.append(self._changed)
+
+    def waiting_counts(self) -> dict[ProfileKey, int]:
+        return dict(self._counts)
+
+    def _changed(self, _: set[ProfileKey] | None) -> None:
+        if self._active:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Runs while this controller leads; cancelled when it stops leading."""
+        self._active = True
+        self._wake.set()
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+                    await asyncio.sleep(DEBOUNCE_SECONDS)
+                except TimeoutError:
+                    if not self._waiting:
+                        continue
+                self._wake.clear()
+                if self._state.synced:
+                    await self.reconcile(time.time())
+        finally:
+            self._active = False
+            self._patched.clear()
+            self._set_waiting({}, time.time())
+
+    async def reconcile(self, now: float) -> None:
+        """One pass over every gated pod."""
+        pods = list(self._state.pods.values())
+        names = {key for pod in pods for key in pod.profiles}
+        reports = list(self._state.reports.values())
+        ready: dict[ProfileKey, ProfileReadiness] = {
+            key: readiness(key, self._state.profiles.get(key), reports) for key in names
+        }
+        nodes = frozenset(self._state.reports)
+        waiting: dict[str, frozenset[ProfileKey]] = {}
+        releases: list[tuple[GatedPod, Release]] = []
+        warnings: list[tuple[GatedPod, str]] = []
+        for pod in pods:
+            if self._patched.get(pod.uid) == pod.resource_version:
+                continue  # released; the watch has not shown the new version yet
+            decision = decide(pod, ready, nodes, now, self._grace)
+            if isinstance(decision, Release):
+                releases.append((pod, decision))
+                continue
+            waiting[pod.uid] = pod.profiles
+            if decision.message and self._warned.get(pod.uid) != decision.message:
+                self._warned[pod.uid] = decision.message
+                log.info(
+                    "pod waits for its profiles", extra={"pod": pod.ref, "why": decision.message}
+                )
+                warnings.append((pod, decision.message))
+        limit = asyncio.Semaphore(PARALLEL_WRITES)
+
+        async def release(pod: GatedPod, decision: Release) -> None:
+            async with limit:
+                ops = release_patch(pod, decision.exclude)
+                loop = asyncio.get_running_loop()
+                if await loop.run_in_executor(self._writers, self._patch, pod, ops):
+                    self._patched[pod.uid] = pod.resource_version
+                    kind = "narrowed" if decision.exclude else "released"
+                    self._metrics.gate_releases.labels(kind=kind).inc()
+                    self._metrics.gate_latency.observe(max(0.0, time.time() - pod.created))
+                    log.info(
+                        "released pod",
+                        extra={"pod": pod.ref, "excluded_nodes": sorted(decision.exclude)},
+                    )
+                else:
+                    waiting[pod.uid] = pod.profiles
+
+        async def warn(pod: GatedPod, message: str) -> None:
+            async with limit:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._writers, self._warn, pod, EVENT_REASON, message
+                )
+
+        await asyncio.gather(
+            *(release(pod, d) for pod, d in releases),
+            *(warn(pod, message) for pod, message in warnings),
+        )
+        present = set(self._state.pods)
+        for table in (self._patched, self._warned):
+            for uid in set(table) - present:
+                del table[uid]
+        self._set_waiting(waiting, now)
+
+    def _set_waiting(self, waiting: dict[str, frozenset[ProfileKey]], now: float) -> None:
+        self._waiting = waiting
+        counts = waiting_counts(waiting)
+        changed = {
+            k for k in set(counts) | set(self._counts) if counts.get(k) != self._counts.get(k)
+        }
+        self._counts = counts
+        self._metrics.gated_pods.set(len(waiting))
+        oldest = min(
+            (self._state.pods[uid].created for uid in waiting if uid in self._state.pods),
+            default=now,
+        )
+        self._metrics.gated_oldest.set(max(0.0, now - oldest))
+        if changed:
+            self._on_waiting_change(changed)

@@ -1,0 +1,100 @@
+"""What the controller knows of the cluster, fed by its watches; read by the led work.
+
+Pure data (no I/O, no asyncio): the watches call in on the event loop, listeners hear which
+profiles changed (None: possibly all of them), and `synced` says every listing has arrived, so
+that nothing is decided from a partial view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from agent.catalog import ProfileKey
+from agent.gating.pods import GatedPod
+from agent.readiness.node_report import NodeReport
+from agent.readiness.profile_status import ProfileView
+
+Listener = Callable[[set[ProfileKey] | None], None]
+
+
+@dataclass
+class ClusterState:
+    profiles: dict[ProfileKey, ProfileView] = field(default_factory=dict)
+    reports: dict[str, NodeReport] = field(default_factory=dict)
+    pods: dict[str, GatedPod] = field(default_factory=dict)  # uid -> pod
+    listeners: list[Listener] = field(default_factory=list)
+    profiles_listed: bool = False
+    reports_listed: bool = False
+    pods_listed: bool = False
+
+    @property
+    def synced(self) -> bool:
+        return self.profiles_listed and self.reports_listed and self.pods_listed
+
+    def replace_profiles(self, views: Iterable[ProfileView]) -> None:
+        self.profiles = {view.key: view for view in views}
+        self.profiles_listed = True
+        self._notify(None)
+
+    def put_profile(self, view: ProfileView) -> None:
+        if self.profiles.get(view.key) != view:
+            self.profiles[view.key] = view
+            self._notify({view.key})
+
+    def drop_profile(self, key: ProfileKey) -> None:
+        if self.profiles.pop(key, None) is not None:
+            self._notify({key})
+
+    def replace_reports(self, reports: Iterable[NodeReport]) -> None:
+        self.reports = {report.node: report for report in reports}
+        self.reports_listed = True
+        self._notify(None)
+
+    def put_report(self, report: NodeReport) -> None:
+        previous = self.reports.get(report.node)
+        self.reports[report.node] = report
+        if previous is None or previous.synced != report.synced:
+            self._notify(None)  # the set of expected nodes changed: every profile counts it
+        elif previous != report:
+            self._notify(changed_keys(previous, report))
+
+    def drop_report(self, node: str) -> None:
+        if self.reports.pop(node, None) is not None:
+            self._notify(None)
+
+    def replace_pods(self, pods: Iterable[GatedPod]) -> None:
+        self.pods = {pod.uid: pod for pod in pods}
+        self.pods_listed = True
+        self._notify(set())
+
+    def put_pod(self, pod: GatedPod) -> None:
+        self.pods[pod.uid] = pod
+        self._notify(set())
+
+    def drop_pod(self, uid: str) -> None:
+        if self.pods.pop(uid, None) is not None:
+            self._notify(set())
+
+    def _notify(self, keys: set[ProfileKey] | None) -> None:
+        for listener in self.listeners:
+            listener(keys)
+
+
+def changed_keys(old: NodeReport, new: NodeReport) -> set[ProfileKey]:
+    keys = set(old.installed) | set(new.installed) | set(old.problems) | set(new.problems)
+    return {
+        k
+        for k in keys
+        if old.installed.get(k) != new.installed.get(k)
+        or old.problems.get(k) != new.problems.get(k)
+    }
+
+
+def waiting_counts(waiting: Mapping[str, frozenset[ProfileKey]]) -> dict[ProfileKey, int]:
+    """Pods waiting per profile, from pod uid -> the profiles it waits on."""
+    counts: dict[ProfileKey, int] = {}
+    for keys in waiting.values():
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+    return counts

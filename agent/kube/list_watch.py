@@ -1,0 +1,137 @@
+"""List, then watch from that version, forever: one resource, in a daemon thread.
+
+The official client's watch is blocking, so it runs in a thread and hands every listing and
+event to the event loop. Every request carries a timeout, so a hung connection ends and is
+retried instead of stalling the stream; any failure (connection refused, 5xx, 410 Gone) lists
+again after a short backoff, so nothing an outage dropped is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+Obj = Mapping[str, Any]
+REQUEST_TIMEOUT_SECONDS = 30.0
+WATCH_SECONDS = 60
+BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+class ListWatch:
+    """`run()` until cancelled; `on_list(items)` replaces the state, `on_event(type, obj)`
+    updates it. Both are called on the event loop, in order."""
+
+    def __init__(
+        self,
+        name: str,
+        list_call: Callable[..., Any],
+        on_list: Callable[[list[Any]], None],
+        on_event: Callable[[str, Any], None],
+        *,
+        field_selector: str | None = None,
+        transform: Callable[[Obj], Any] | None = None,
+        request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
+        self.name = name
+        self._list = list_call
+        self._on_list = on_list
+        self._on_event = on_event
+        self._selector = {"field_selector": field_selector} if field_selector else {}
+        # Runs in the watch thread, so per-object work (validation) stays off the loop.
+        self._transform = transform
+        self._timeout = request_timeout
+        self.failures = 0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def body() -> None:
+            try:
+                self._loop(loop, stop)
+            except BaseException as exc:  # handed to the supervisor, on the loop
+                loop.call_soon_threadsafe(_settle, done, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, done, None)
+
+        # A daemon thread, not the default executor: a watch blocked on a read must not keep
+        # the process from exiting.
+        threading.Thread(target=body, daemon=True, name=f"watch-{self.name}").start()
+        try:
+            await done
+        finally:
+            stop.set()
+
+    def _loop(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                version = self._list_once(loop)
+                attempt = 0
+                while not stop.is_set():
+                    version = self._watch_once(loop, stop, version)
+            except ApiException as exc:
+                if exc.status != 410:
+                    self._failed(f"HTTP {exc.status} {exc.reason}")
+            except Exception as exc:  # connection refused, reset, timeouts: list and watch again
+                self._failed(f"{type(exc).__name__}: {exc}")
+            stop.wait(BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)])
+            attempt += 1
+
+    def _failed(self, error: str) -> None:
+        self.failures += 1
+        log.warning("watch failed; listing again", extra={"watch": self.name, "error": error})
+
+    def _list_once(self, loop: asyncio.AbstractEventLoop) -> str:
+        response = self._list(
+            **self._selector, _request_timeout=self._timeout, _preload_content=False
+        )
+        page = json.loads(response.data)
+        items = [self._prepare(item) for item in page.get("items") or []]
+        loop.call_soon_threadsafe(self._on_list, items)
+        return str(page["metadata"]["resourceVersion"])
+
+    def _watch_once(
+        self, loop: asyncio.AbstractEventLoop, stop: threading.Event, version: str
+    ) -> str:
+        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+            self._list,
+            **self._selector,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _request_timeout=WATCH_SECONDS + self._timeout,
+        )
+        for event in stream:
+            if stop.is_set():
+                break
+            kind = event.get("type")
+            obj = event.get("raw_object") or event.get("object") or {}
+            if kind == "ERROR":
+                raise ApiException(status=int(obj.get("code") or 500), reason=obj.get("reason"))
+            version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+            if kind in ("ADDED", "MODIFIED", "DELETED"):
+                loop.call_soon_threadsafe(self._on_event, kind, self._prepare(obj))
+        return version
+
+    def _prepare(self, obj: Obj) -> Any:
+        return self._transform(obj) if self._transform is not None else obj
+
+
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)

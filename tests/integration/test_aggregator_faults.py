@@ -1,0 +1,100 @@
+"""The status aggregator against a control plane that goes away: no write is lost, and a failure
+where it cannot go on ends its run (so the elector steps down) instead of hanging."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+from kubernetes import client
+
+from agent.catalog import ProfileKey
+from agent.controller.metrics import ControllerMetrics
+from agent.controller.profiles import profile_view
+from agent.controller.state import ClusterState
+from agent.kube.aggregator import StatusAggregator
+from agent.kube.client import load_configuration
+from agent.readiness.node_report import SHA_PREFIX, NodeReport
+from tests.cluster.pytest_plugin import Cluster
+from tests.integration.conftest import apply_profile, profile_object
+from tests.integration.profiles import DENY_MKDIR
+
+pytestmark = pytest.mark.cluster
+
+
+def api_for(cluster: Cluster) -> client.ApiClient:
+    configuration = load_configuration(cluster.kubeconfig)
+    configuration.retries = 0  # as the controller configures its client
+    return client.ApiClient(configuration)
+
+
+async def until(probe: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(probe):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def test_a_status_write_during_an_outage_is_made_once_the_api_is_back(
+    crd: Cluster, namespace: str
+) -> None:
+    apply_profile(crd, namespace, "web", DENY_MKDIR)
+    body = json.loads(crd.kubectl("get", "scmp", "web", "-n", namespace, "-o", "json").stdout)
+    view = profile_view(body)
+    assert view.expected_sha is not None
+    key = ProfileKey(namespace, "web")
+    state = ClusterState()
+    state.replace_profiles([view])
+    state.replace_reports([NodeReport("n1", True, {key: view.expected_sha[:SHA_PREFIX]}, {})])
+    api = api_for(crd)
+
+    def state_is(expected: str) -> Callable[[], bool]:
+        def probe() -> bool:
+            result = crd.kubectl("get", "scmp", "web", "-n", namespace, "-o", "json", check=False)
+            if result.returncode != 0:
+                return False
+            return bool(json.loads(result.stdout).get("status", {}).get("state") == expected)
+
+        return probe
+
+    async def scenario() -> None:
+        aggregator = StatusAggregator(api, state, ControllerMetrics())
+        task = asyncio.create_task(aggregator.run())
+        await until(state_is("Installed"), 20, "status Installed")
+        await asyncio.to_thread(crd.stop)
+        try:
+            # The node lost the file while the API is down: the write fails and is retried.
+            state.put_report(NodeReport("n1", True, {}, {}))
+            await asyncio.sleep(3)
+            assert not task.done(), "a failed write must not end the aggregator"
+        finally:
+            await asyncio.to_thread(crd.up)
+        await until(state_is("Pending"), 30, "the new status written after the outage")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+def test_an_unreachable_api_at_start_ends_the_run_promptly(crd: Cluster, namespace: str) -> None:
+    """A new leader first reads the current statuses; if it cannot, `run()` raises (within the
+    request timeout) so that the elector steps down, rather than leading without working."""
+    state = ClusterState()
+    state.replace_profiles([profile_view(profile_object(namespace, "web", DENY_MKDIR))])
+    configuration = client.Configuration()
+    configuration.host = "https://127.0.0.1:9"  # discard port: nothing listens
+    configuration.verify_ssl = False
+    configuration.retries = 0
+
+    async def scenario() -> None:
+        aggregator = StatusAggregator(client.ApiClient(configuration), state, ControllerMetrics())
+        started = time.monotonic()
+        with pytest.raises(Exception, match=r"(?i)refused|connect"):
+            await asyncio.wait_for(aggregator.run(), 15)
+        assert time.monotonic() - started < 12
+
+    asyncio.run(scenario())
