@@ -1,4 +1,4 @@
-"""`seccomp-agent`: validate profiles, or run the node agent."""
+"""`seccomp-agent`: validate, render and convert profiles, or run the node agent."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from agent.documents import Document, UnreadableInputError, read_documents
+from agent.local_profiles import LocalProfiles
 from agent.tenancy.policy import KIND as POLICY_KIND
 from agent.tenancy.policy import PolicyFileError, TenantPolicy, parse_policy, profile_violations
 from agent.validation.compiler import Compiler, TransientCompileError
@@ -28,6 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args)
+    if args.command in ("render", "convert"):
+        from agent import cli_authoring
+
+        return (
+            cli_authoring.run_render(args)
+            if args.command == "render"
+            else cli_authoring.run_convert(args)
+        )
     if args.command == "run":
         from agent.runner import run_agent  # the agent's heavy imports only when running it
 
@@ -66,6 +75,25 @@ def _parser() -> argparse.ArgumentParser:
         "(repeatable), as the API server does in a namespace they select; offline there are "
         "no namespace labels, so each policy applies to every profile",
     )
+    from agent.cli_authoring import add_convert_arguments, add_render_arguments
+
+    add_render_arguments(
+        commands.add_parser(
+            "render",
+            help="print the flattened OCI JSON a node gets (bases resolved)",
+            description="Bases come from the other files given (same namespace) or the "
+            "built-ins. Exit 0: rendered; 1: invalid; 2: unreadable input.",
+        )
+    )
+    add_convert_arguments(
+        commands.add_parser(
+            "convert",
+            help="convert Docker/OCI/SPO profiles into SeccompProfile manifests",
+            description="Docker format is resolved for --arch, --caps and --kernel; what is "
+            "dropped is listed in the output. Every result is validated. Exit 0: all "
+            "converted; 1: something could not be; 2: unreadable input.",
+        )
+    )
     from agent.settings import add_run_arguments
 
     add_run_arguments(commands.add_parser("run", help="run the node agent"))
@@ -84,9 +112,18 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"seccomp-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with Compiler() as compiler:
+        # Profiles with a baseProfileName take their base from the other files, or a built-in.
+        local = LocalProfiles(documents, architectures, node_architectures, compiler.compile)
         try:
             reports = [
-                (doc, _validate_document(doc, architectures, node_architectures, compiler.compile))
+                (
+                    doc,
+                    local.report(doc)
+                    if doc.is_resource
+                    else _validate_document(
+                        doc, architectures, node_architectures, compiler.compile
+                    ),
+                )
                 for doc in documents
             ]
         except TransientCompileError as exc:
