@@ -118,7 +118,7 @@ def test_spo_runc_base_maps_to_the_builtin(base: str) -> None:
 
 
 def test_spo_base_without_a_builtin_is_refused_with_the_reason() -> None:
-    with pytest.raises(ConversionError, match="runc 1.1.5, which no built-in base matches"):
+    with pytest.raises(ConversionError, match=r"runc 1\.1\.5, which no built-in base matches"):
         convert_document(
             spo("runc-v1.1.5"), Target(X86_64), name="x", namespace="ns", builtins=BUILTINS
         )
