@@ -26,9 +26,21 @@ EXIT_NO_VERDICT = 3  # the compiler failed for a reason unrelated to the profile
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # `test` and `record` run a command: everything after `--` is its own, options included.
+    command: list[str] = []
+    if arguments[:1] in (["test"], ["record"]) and "--" in arguments:
+        split = arguments.index("--")
+        arguments, command = arguments[:split], arguments[split + 1 :]
+    args = parser.parse_args(arguments)
+    if args.command in ("test", "record"):
+        args.argv = command
     if args.command == "validate":
         return _validate(args)
+    if args.command in ("test", "record"):
+        from agent import cli_trial
+
+        return cli_trial.run_test(args) if args.command == "test" else cli_trial.run_record(args)
     if args.command in ("render", "convert"):
         from agent import cli_authoring
 
@@ -92,6 +104,26 @@ def _parser() -> argparse.ArgumentParser:
             description="Docker format is resolved for --arch, --caps and --kernel; what is "
             "dropped is listed in the output. Every result is validated. Exit 0: all "
             "converted; 1: something could not be; 2: unreadable input.",
+        )
+    )
+    from agent.cli_trial import add_record_arguments, add_test_arguments
+
+    add_test_arguments(
+        commands.add_parser(
+            "test",
+            help="run a command under a profile and report what it would deny",
+            description="Observes by default: denials are reported, not enforced, and the "
+            "command runs to the end. Exit 0: nothing would be denied; 1: something would; "
+            "2: usage error or invalid profile. With --enforce: the command's exit status.",
+        )
+    )
+    add_record_arguments(
+        commands.add_parser(
+            "record",
+            help="run a command and write a profile allowing exactly the syscalls it made",
+            description="Every syscall of the command, its threads and child processes is "
+            "observed (seccomp user notification: none is lost). The profile allows those "
+            "plus what runc needs to start a container; default SCMP_ACT_ERRNO.",
         )
     )
     from agent.settings import add_run_arguments
