@@ -28,7 +28,7 @@ from agent.convert import dns_label
 from agent.documents import UnreadableInputError, read_documents
 from agent.local_profiles import LocalProfiles
 from agent.model import API_GROUP, API_VERSION, KIND, OciSeccomp
-from agent.trial.plan import Verdict, explain, observe_document, record_document
+from agent.trial.plan import Verdict, explain, notifies, observe_document, record_document
 from agent.trial.supervise import TrialError, build_filter, run, syscall_name
 from agent.validation.compiler import Compiler
 from agent.validation.syscall_names import native_architecture
@@ -94,7 +94,11 @@ def run_test(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return outcome.exit_code
-        outcome = run(command, build_filter(observe_document(profile)), on_syscall=observed)
+        observing = observe_document(profile)
+        # A profile that denies nothing has nothing to notify, and then no listener exists.
+        outcome = run(
+            command, build_filter(observing), on_syscall=observed if notifies(observing) else None
+        )
     except (TrialError, OSError) as exc:
         print(f"seccomp-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -43,6 +43,13 @@ def observe_document(profile: OciSeccomp) -> dict[str, Any]:
     return document
 
 
+def notifies(document: dict[str, Any]) -> bool:
+    """Whether a filter built from `document` can notify at all."""
+    return document["defaultAction"] == "SCMP_ACT_NOTIFY" or any(
+        rule["action"] == "SCMP_ACT_NOTIFY" for rule in document.get("syscalls") or []
+    )
+
+
 def record_document(architectures: Sequence[str]) -> dict[str, Any]:
     """The filter `record` loads: every syscall notifies (and is let through)."""
     return {"defaultAction": "SCMP_ACT_NOTIFY", "architectures": list(architectures)}
