@@ -26,9 +26,15 @@ EXIT_USAGE = 2
 
 def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "paths", nargs="+", metavar="FILE", help="SeccompProfile YAML (bases among them), or -"
+        "paths", nargs="*", metavar="FILE", help="SeccompProfile YAML (bases among them), or -"
     )
     parser.add_argument("--name", help="render only this profile (NAME or NAMESPACE/NAME)")
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="also take profiles (bases, or the one to render) from this cluster, in the "
+        "namespaces of the files given or of --name; the files win over the cluster's copies",
+    )
     parser.add_argument(
         "--arch", metavar="ARCH", help="the node's SCMP_ARCH_* (default: this machine's)"
     )
@@ -58,12 +64,19 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
 def run_render(args: argparse.Namespace) -> int:
     """Print the flattened OCI JSON a node would get, byte for byte."""
     architecture = args.arch or native_architecture()
+    if not args.paths and not (args.kubeconfig and args.name):
+        print("seccomp-agent: give FILE..., or --kubeconfig with --name", file=sys.stderr)
+        return EXIT_USAGE
     try:
         documents = [doc for path in args.paths for doc in read_documents(path)]
+        if args.kubeconfig is not None:
+            documents += _cluster_documents(args.kubeconfig, documents, args.name)
     except UnreadableInputError as exc:
         print(f"seccomp-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    chosen = [d for d in documents if d.is_resource and _selected(d, args.name)]
+    from_files = [d for d in documents if d.is_resource and not d.source.startswith("cluster:")]
+    candidates = from_files or documents
+    chosen = [d for d in candidates if d.is_resource and _selected(d, args.name)]
     if not chosen:
         print(f"seccomp-agent: no SeccompProfile {args.name or ''} in the input", file=sys.stderr)
         return EXIT_USAGE
@@ -132,6 +145,28 @@ def run_convert(args: argparse.Namespace) -> int:
                 continue
             sys.stdout.write(_yaml(doc, conversion))
     return status
+
+
+def _cluster_documents(
+    kubeconfig: Path, documents: list[Document], wanted: str | None
+) -> list[Document]:
+    from agent.kube.fetch import fetch_profiles  # the Kubernetes client only when asked for
+
+    namespaces = {
+        str((d.content.get("metadata") or {}).get("namespace", "default"))
+        for d in documents
+        if d.is_resource
+    }
+    if wanted and "/" in wanted:
+        namespaces.add(wanted.split("/", 1)[0])
+    try:
+        objects = fetch_profiles(kubeconfig, namespaces or {"default"})
+    except Exception as exc:  # unreachable cluster, bad credentials: a usage problem here
+        raise UnreadableInputError(f"{kubeconfig}: cannot list SeccompProfiles: {exc}") from exc
+    return [
+        Document(f"cluster:{o['metadata']['namespace']}", index, o)
+        for index, o in enumerate(objects)
+    ]
 
 
 def _yaml(doc: Document, conversion: Conversion) -> str:

@@ -20,7 +20,7 @@ from agent.base_graph import BaseGraph
 from agent.base_resolution import catalog_lookup, resolve_base
 from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord, kept
 from agent.compile_retry import CompileRetries
-from agent.compose import ResolvedBase
+from agent.compose import BASE_NOT_FOUND, ResolvedBase
 from agent.metrics import Metrics
 from agent.pod_refs import profiles_used_by
 from agent.readiness.node_report import build_status
@@ -116,6 +116,9 @@ class NodeAgent:
     # validation of a profile is kept when its own edit and its base's edit race.
     bases: BaseGraph = field(default_factory=BaseGraph, init=False)
     _validations: dict[ProfileKey, int] = field(default_factory=dict, init=False)
+    # Children seen before their base during the initial listing: reported only if the base is
+    # still missing once the listing is complete (listing order is arbitrary).
+    _missing_base_at_start: set[ProfileKey] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.syncer = Syncer(
@@ -192,7 +195,7 @@ class NodeAgent:
             # None: its base changed meanwhile and a newer validation of it already landed.
             if validated is not None:
                 record = self.catalog.accept(validated)
-                if not record.valid:
+                if not record.valid and not self._base_may_still_come(record):
                     self._report_invalid(record)
                 self._profile_changed(key)
                 await self._rerender_dependents(key)
@@ -338,6 +341,11 @@ class NodeAgent:
             self.catalog.mark_removed(ProfileKey(path.parent.name, path.stem))
         self.synced = True
         self._seen.clear()
+        for key in sorted(self._missing_base_at_start):
+            record = self.catalog.records.get(key)
+            if record is not None and not record.valid:
+                self._report_invalid(record)
+        self._missing_base_at_start.clear()
         self.metrics.last_full_sync.set(time.time())
         self._state_changed()
         log.info(
@@ -494,6 +502,12 @@ class NodeAgent:
         task.add_done_callback(_log_failure)
         task.add_done_callback(self._tasks.discard)
 
+    def _base_may_still_come(self, record: ProfileRecord) -> bool:
+        if self.synced or record.errors[0].reason != BASE_NOT_FOUND:
+            return False
+        self._missing_base_at_start.add(record.key)
+        return True
+
     async def _rerender_dependents(self, key: ProfileKey) -> None:
         """`key` changed or went away: validate and render every profile built on it again,
         bases before their children, without touching the children's objects."""
@@ -517,7 +531,8 @@ class NodeAgent:
             if validated is None:
                 continue
             record = self.catalog.accept(validated)
-            if not record.valid and record.errors != known.errors:
+            changed_errors = not record.valid and record.errors != known.errors
+            if changed_errors and not self._base_may_still_come(record):
                 self._report_invalid(record)
             if record != known:
                 self._profile_changed(child)

@@ -229,3 +229,42 @@ def test_render_cli_prints_what_the_agent_writes(
             check=True,
         ).stdout
         assert printed == read(path)
+
+        # Only the child in a file: its base comes from the cluster.
+        child_only = tmp_path / "app.yaml"
+        child_only.write_text(yaml.safe_dump(profile_object(namespace, "app", APP)))
+        from_cluster = subprocess.run(
+            ["seccomp-agent", "render", "--kubeconfig", str(crd.kubeconfig), str(child_only)],
+            capture_output=True,
+            check=True,
+        ).stdout
+        assert from_cluster == read(path)
+        # Nothing but a name: the object itself from the cluster.
+        by_name = subprocess.run(
+            [
+                "seccomp-agent",
+                "render",
+                "--kubeconfig",
+                str(crd.kubeconfig),
+                "--name",
+                f"{namespace}/app",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
+        assert by_name == read(path)
+
+
+def test_child_listed_before_its_base_at_start_is_written_without_a_false_alarm(
+    crd: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    # Both exist before the agent starts; the listing brings "app" before "team-base".
+    apply_profile(crd, namespace, "app", APP)
+    apply_profile(crd, namespace, "team-base", TEAM_BASE)
+    with running_agent(
+        crd, "node-b", tmp_path / "root", tmp_path / "agent.log", "--namespace", namespace
+    ) as agent:
+        path = agent.profile_path(namespace, "app")
+        wait_for(lambda: read(path) == flattened(TEAM_BASE, APP), what="child on disk")
+        events = json.loads(crd.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+        assert [e for e in events["items"] if e["reason"] == "InvalidProfile"] == []
