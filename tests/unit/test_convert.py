@@ -181,3 +181,19 @@ def test_render_prints_the_flattened_file_of_a_child_given_with_its_base(
     assert "bases: ns/base" in out.err
     # validate resolves the same base among the files given.
     assert main(["validate", str(manifests)]) == 0
+
+
+def test_example_on_a_builtin_base_validates_without_the_bases_warnings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "web-on-runtime-default.yaml"
+    assert main(["validate", "--arch", X86_64, str(example)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{example}: default/web: valid"]
+    assert main(["render", "--arch", X86_64, str(example)]) == 0
+    rendered = json.loads(capsys.readouterr().out)
+    assert rendered["syscalls"][0] == {
+        "names": ["mkdir", "mkdirat"],
+        "action": "SCMP_ACT_ERRNO",
+        "errnoRet": 13,
+    }
+    assert "read" in {n for rule in rendered["syscalls"] for n in rule["names"]}
