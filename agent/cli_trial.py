@@ -121,7 +121,7 @@ def run_record(args: argparse.Namespace) -> int:
         seen.setdefault(_arch_name(arch), set()).add(syscall_name(arch, number))
 
     try:
-        outcome = run(command, build_filter(record_document([native])), on_syscall=observed)
+        outcome = run(command, build_filter(record_document(native)), on_syscall=observed)
     except (TrialError, OSError) as exc:
         print(f"seccomp-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE

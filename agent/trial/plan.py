@@ -50,9 +50,23 @@ def notifies(document: dict[str, Any]) -> bool:
     )
 
 
-def record_document(architectures: Sequence[str]) -> dict[str, Any]:
-    """The filter `record` loads: every syscall notifies (and is let through)."""
-    return {"defaultAction": "SCMP_ACT_NOTIFY", "architectures": list(architectures)}
+# The ABIs a process on a node of this architecture can call through (Docker's archMap): the
+# recording filter covers them all, so a 32-bit helper is recorded rather than killed.
+COMPAT_ABIS: Final = {
+    "SCMP_ARCH_X86_64": ("SCMP_ARCH_X86", "SCMP_ARCH_X32"),
+    "SCMP_ARCH_AARCH64": ("SCMP_ARCH_ARM",),
+    "SCMP_ARCH_S390X": ("SCMP_ARCH_S390",),
+    "SCMP_ARCH_MIPS64": ("SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32"),
+    "SCMP_ARCH_MIPSEL64": ("SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64N32"),
+}
+
+
+def record_document(native: str) -> dict[str, Any]:
+    """The filter `record` loads: every syscall of every ABI notifies (and is let through)."""
+    return {
+        "defaultAction": "SCMP_ACT_NOTIFY",
+        "architectures": [native, *COMPAT_ABIS.get(native, ())],
+    }
 
 
 @dataclass(frozen=True)
