@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -27,18 +28,37 @@ SETPRIV_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 PYTHON = "/usr/bin/python3"  # Debian's, the same inside the runc container (bind-mounted /usr)
 
 
-def agent(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = [*AGENT, *args]
-    if user is not None:
-        command = [*SETPRIV_NOBODY, *command]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def agent(*args: str, as_nobody: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI; with `as_nobody` (an interpreter command uid 65534 can run), as that user."""
+    command = [*AGENT, *args] if as_nobody is None else [*SETPRIV_NOBODY, *as_nobody, *args]
     return subprocess.run(
         command,
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *site.getsitepackages()])},
     )
+
+
+def interpreter_for_nobody() -> list[str] | None:
+    """A Python uid 65534 can run, with this one's packages: sys.executable, or, when that
+    lives where the user cannot go (a virtualenv on an interpreter under /root), the system's
+    python3 of the same version (site-packages come through PYTHONPATH)."""
+    nested = "import subprocess, sys; subprocess.run([sys.executable, '-c', ''], check=True)"
+    version = f"import sys; assert sys.version_info[:2] == {tuple(sys.version_info[:2])}"
+    for python in (sys.executable, "/usr/bin/python3"):
+        probe = subprocess.run(
+            [*SETPRIV_NOBODY, python, "-c", f"{version}; {nested}"],
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return [python, "-m", "agent"]
+    return None
 
 
 def profile_file(tmp_path: Path, spec: dict[str, Any], name: str = "p") -> Path:
@@ -64,12 +84,20 @@ DENY_MKDIR = {
 
 
 def observe(
-    profile: Path, argv: list[str], user: str | None = None
+    profile: Path, argv: list[str], as_nobody: list[str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """`seccomp-agent test` in observe mode; the JSON report (the command keeps stdout)."""
     report = profile.parent / f"report-{uuid.uuid4().hex[:6]}.json"
     result = agent(
-        "test", "--output", "json", "--report", str(report), str(profile), "--", *argv, user=user
+        "test",
+        "--output",
+        "json",
+        "--report",
+        str(report),
+        str(profile),
+        "--",
+        *argv,
+        as_nobody=as_nobody,
     )
     return result, json.loads(report.read_text()) if report.exists() else {}
 
@@ -137,32 +165,23 @@ def test_threads_and_child_processes_are_followed_and_nothing_is_lost(tmp_path: 
 
 
 def test_works_unprivileged_with_no_new_privs(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        user = None  # already unprivileged
-    elif shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv(1): cannot drop to an unprivileged user")
-    else:
-        user = "65534"
-        # The CLI starts its libseccomp worker with sys.executable: that must be executable by
-        # the unprivileged user too (not so for a virtualenv on an interpreter under /root).
-        nested = "import subprocess, sys; subprocess.run([sys.executable, '-c', ''], check=True)"
-        probe = subprocess.run(
-            [*SETPRIV_NOBODY, sys.executable, "-c", nested],
-            capture_output=True,
-            check=False,
-        )
-        if probe.returncode != 0:
-            pytest.skip(f"{sys.executable} cannot be executed by uid 65534 on this machine")
+    as_nobody: list[str] | None = None
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv(1): cannot drop to an unprivileged user")
+        as_nobody = interpreter_for_nobody()
+        if as_nobody is None:
+            pytest.skip(f"no Python {sys.version_info[:2]} that uid 65534 can run on this machine")
     # pytest's own tmp directories are private to root: use one everybody can enter.
     shared = Path(tempfile.mkdtemp(prefix="seccomp-trial-"))
     shared.chmod(0o777)
     try:
         profile = profile_file(shared, DENY_MKDIR)
         target = shared / "by-nobody"
-        result, report = observe(profile, ["mkdir", str(target)], user=user)
+        result, report = observe(profile, ["mkdir", str(target)], as_nobody=as_nobody)
         assert result.returncode == 1, result.stderr
         assert denied(report)["mkdir"]["count"] == 1
-        assert target.is_dir() and target.stat().st_uid == (65534 if user else os.geteuid())
+        assert target.is_dir() and target.stat().st_uid == (65534 if as_nobody else os.geteuid())
     finally:
         shutil.rmtree(shared)
 
