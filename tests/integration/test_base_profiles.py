@@ -117,7 +117,8 @@ def test_child_gets_the_flattened_file_and_follows_its_base(
             st = status(crd, namespace, "app")
             return st if st.get("state") == "Installed" and st.get("baseChain") else None
 
-        st = wait_for(ready_with_chain, what="child Installed with its chain")
+        # The status comes from the elected aggregator: a new agent may wait out the last lease.
+        st = wait_for(ready_with_chain, timeout=60, what="child Installed with its chain")
         assert st["baseChain"] == [f"{namespace}/team-base"]
         app_generation = generation(crd, namespace, "app")
 
@@ -146,7 +147,9 @@ def test_child_gets_the_flattened_file_and_follows_its_base(
             what="BaseNotFound",
         )
         wait_for(
-            lambda: status(crd, namespace, "app").get("state") == "Invalid", what="status Invalid"
+            lambda: status(crd, namespace, "app").get("state") == "Invalid",
+            timeout=60,
+            what="status Invalid",
         )
         assert read(app) == good
 
@@ -176,7 +179,7 @@ def test_builtin_base_and_chains_through_it(crd: Cluster, namespace: str, tmp_pa
         def chain() -> list[str] | None:
             return status(crd, namespace, "leaf").get("baseChain")
 
-        assert wait_for(chain, what="leaf chain") == [f"{namespace}/mid", MOBY]
+        assert wait_for(chain, timeout=60, what="leaf chain") == [f"{namespace}/mid", MOBY]
 
 
 def test_unknown_builtin_and_cycles_are_refused_with_the_chain(
