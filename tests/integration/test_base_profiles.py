@@ -114,8 +114,11 @@ def test_child_gets_the_flattened_file_and_follows_its_base(
         }
 
         def ready_with_chain() -> dict[str, Any] | None:
+            # Installed on this node (other agents' reports, even stale ones, are not ours).
             st = status(crd, namespace, "app")
-            return st if st.get("state") == "Installed" and st.get("baseChain") else None
+            failing = {f["node"] for f in st.get("failingNodes") or []}
+            installed = st.get("nodesInstalled", 0) >= 1 and "node-b" not in failing
+            return st if installed and st.get("baseChain") else None
 
         # The status comes from the elected aggregator: a new agent may wait out the last lease.
         st = wait_for(ready_with_chain, timeout=60, what="child Installed with its chain")
