@@ -9,6 +9,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
+from agent import cli_authoring, cli_trial
+from agent.cli_authoring import add_convert_arguments, add_render_arguments
+from agent.cli_trial import add_record_arguments, add_test_arguments
 from agent.documents import Document, UnreadableInputError, read_documents
 from agent.local_profiles import LocalProfiles
 from agent.tenancy.policy import KIND as POLICY_KIND
@@ -38,12 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         return _validate(args)
     if args.command in ("test", "record"):
-        from agent import cli_trial
-
         return cli_trial.run_test(args) if args.command == "test" else cli_trial.run_record(args)
     if args.command in ("render", "convert"):
-        from agent import cli_authoring
-
         return (
             cli_authoring.run_render(args)
             if args.command == "render"
@@ -87,8 +86,6 @@ def _parser() -> argparse.ArgumentParser:
         "(repeatable), as the API server does in a namespace they select; offline there are "
         "no namespace labels, so each policy applies to every profile",
     )
-    from agent.cli_authoring import add_convert_arguments, add_render_arguments
-
     add_render_arguments(
         commands.add_parser(
             "render",
@@ -106,8 +103,6 @@ def _parser() -> argparse.ArgumentParser:
             "converted; 1: something could not be; 2: unreadable input.",
         )
     )
-    from agent.cli_trial import add_record_arguments, add_test_arguments
-
     add_test_arguments(
         commands.add_parser(
             "test",
