@@ -28,6 +28,7 @@ from tests.integration.conftest import (
     profile_object,
     replace_profile,
 )
+from tests.tenancy.cases import RESTRICTED, policy_object
 
 pytestmark = pytest.mark.cluster
 
@@ -274,3 +275,47 @@ def test_child_listed_before_its_base_at_start_is_written_without_a_false_alarm(
         wait_for(lambda: read(path) == flattened(TEAM_BASE, APP), what="child on disk")
         events = json.loads(crd.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
         assert [e for e in events["items"] if e["reason"] == "InvalidProfile"] == []
+
+
+def test_tenant_admission_admits_a_profile_that_leaves_its_default_action_to_the_base(
+    crd: Cluster, namespace: str
+) -> None:
+    # The shipped admission policy, selecting only this namespace (restricted pod security).
+    repo = Path(__file__).resolve().parents[2]
+    crd.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(repo / "deploy" / "base" / "tenant-policy.yaml"),
+    )
+    crd.kubectl("label", "namespace", namespace, *(f"{k}={v}" for k, v in RESTRICTED.items()))
+    crd.kubectl("label", "namespace", namespace, f"seccompsync.io/tenant-test={namespace}")
+    policy = policy_object({}, name=f"bases-{namespace}")
+    policy["spec"]["namespaceSelector"]["matchLabels"]["seccompsync.io/tenant-test"] = namespace
+    crd.kubectl("apply", "-f", "-", input=json.dumps(policy))
+    try:
+
+        def refused(spec: dict[str, Any]) -> str | None:
+            body = json.dumps(profile_object(namespace, "probe", spec))
+            result = crd.kubectl("create", "--dry-run=server", "-f", "-", input=body, check=False)
+            return result.stderr if result.returncode != 0 else None
+
+        wait_for(
+            lambda: refused({"defaultAction": "SCMP_ACT_ALLOW"}),
+            timeout=30,
+            what="the tenant policy to take effect",
+        )
+        # No defaultAction of its own: admitted (before, CEL failed on the missing field). The
+        # API server picks up a changed admission policy through a watch: allow it some time.
+        wait_for(
+            lambda: refused({"baseProfileName": MOBY}) is None,
+            timeout=30,
+            what="a profile without defaultAction admitted",
+        )
+        assert refused(APP) is None
+        # One of its own is still judged.
+        message = refused({"baseProfileName": MOBY, "defaultAction": "SCMP_ACT_ALLOW"})
+        assert message is not None and "spec.defaultAction: SCMP_ACT_ALLOW" in message
+    finally:
+        crd.kubectl("delete", "seccomptenantpolicy", policy["metadata"]["name"], check=False)
