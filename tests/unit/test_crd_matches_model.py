@@ -327,7 +327,7 @@ def test_docker_keys_are_declared_and_refused_by_a_rule_naming_them(
     profile would then silently lose its capability gates. So each is kept, and refused."""
     node = at(spec, *path)
     node = node["items"] if node.get("type") == "array" else node
-    model_fields = (model.SyscallRule if path else OciSeccomp).model_fields
+    model_fields = (model.SyscallRule if path else ProfileSpec).model_fields
     declared = set(node["properties"]) - set(model_fields)
     assert declared == set(keys)
     refusals = {v.get("fieldPath"): v for v in node["x-kubernetes-validations"]}
