@@ -281,13 +281,13 @@ def test_tenant_admission_admits_a_profile_that_leaves_its_default_action_to_the
     crd: Cluster, namespace: str
 ) -> None:
     # The shipped admission policy, selecting only this namespace (restricted pod security).
-    repo = Path(__file__).resolve().parents[2]
+    admission = Path(__file__).resolve().parents[2] / "deploy" / "base" / "tenant-policy.yaml"
     crd.kubectl(
         "apply",
         "--server-side",
         "--force-conflicts",
         "-f",
-        str(repo / "deploy" / "base" / "tenant-policy.yaml"),
+        str(admission),
     )
     crd.kubectl("label", "namespace", namespace, *(f"{k}={v}" for k, v in RESTRICTED.items()))
     crd.kubectl("label", "namespace", namespace, f"seccompsync.io/tenant-test={namespace}")
@@ -319,3 +319,6 @@ def test_tenant_admission_admits_a_profile_that_leaves_its_default_action_to_the
         assert message is not None and "spec.defaultAction: SCMP_ACT_ALLOW" in message
     finally:
         crd.kubectl("delete", "seccomptenantpolicy", policy["metadata"]["name"], check=False)
+        # Leave the control plane as this test found it: later tests (CRD reinstalls) must not
+        # meet an admission policy whose parameter kind they remove.
+        crd.kubectl("delete", "--ignore-not-found", "-f", str(admission), check=False)
