@@ -64,6 +64,7 @@ class ProfileRecord:
     rendered: RenderedProfile | None
     errors: tuple[Finding, ...] = ()
     warnings: tuple[Finding, ...] = ()
+    base_chain: tuple[str, ...] = ()  # spec.baseProfileName resolved: the bases, nearest first
 
     @property
     def valid(self) -> bool:
@@ -110,6 +111,7 @@ class ProfileCatalog:
                 previous.rendered,
                 record.errors,
                 record.warnings,
+                record.base_chain,
             )
         self.records[record.key] = record
         self.rendered_bytes += _size(record) - kept_before

@@ -1,4 +1,4 @@
-"""`seccomp-agent`: validate profiles, run the node agent, or run the controller."""
+"""`seccomp-agent`: validate, render, convert and try profiles; run the agent or the controller."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
+from agent import cli_authoring, cli_trial
+from agent.cli_authoring import add_convert_arguments, add_render_arguments
+from agent.cli_trial import add_record_arguments, add_test_arguments
 from agent.controller.settings import add_controller_arguments
 from agent.documents import Document, UnreadableInputError, read_documents
+from agent.local_profiles import LocalProfiles
 from agent.settings import add_run_arguments
 from agent.tenancy.policy import KIND as POLICY_KIND
 from agent.tenancy.policy import PolicyFileError, TenantPolicy, parse_policy, profile_violations
@@ -27,9 +31,25 @@ EXIT_NO_VERDICT = 3  # the compiler failed for a reason unrelated to the profile
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # `test` and `record` run a command: everything after `--` is its own, options included.
+    command: list[str] = []
+    if arguments[:1] in (["test"], ["record"]) and "--" in arguments:
+        split = arguments.index("--")
+        arguments, command = arguments[:split], arguments[split + 1 :]
+    args = parser.parse_args(arguments)
+    if args.command in ("test", "record"):
+        args.argv = command
     if args.command == "validate":
         return _validate(args)
+    if args.command in ("test", "record"):
+        return cli_trial.run_test(args) if args.command == "test" else cli_trial.run_record(args)
+    if args.command in ("render", "convert"):
+        return (
+            cli_authoring.run_render(args)
+            if args.command == "render"
+            else cli_authoring.run_convert(args)
+        )
     if args.command == "run":
         from agent.runner import run_agent  # the agent's heavy imports only when running it
 
@@ -72,6 +92,41 @@ def _parser() -> argparse.ArgumentParser:
         "(repeatable), as the API server does in a namespace they select; offline there are "
         "no namespace labels, so each policy applies to every profile",
     )
+    add_render_arguments(
+        commands.add_parser(
+            "render",
+            help="print the flattened OCI JSON a node gets (bases resolved)",
+            description="Bases come from the other files given (same namespace) or the "
+            "built-ins. Exit 0: rendered; 1: invalid; 2: unreadable input.",
+        )
+    )
+    add_convert_arguments(
+        commands.add_parser(
+            "convert",
+            help="convert Docker/OCI/SPO profiles into SeccompProfile manifests",
+            description="Docker format is resolved for --arch, --caps and --kernel; what is "
+            "dropped is listed in the output. Every result is validated. Exit 0: all "
+            "converted; 1: something could not be; 2: unreadable input.",
+        )
+    )
+    add_test_arguments(
+        commands.add_parser(
+            "test",
+            help="run a command under a profile and report what it would deny",
+            description="Observes by default: denials are reported, not enforced, and the "
+            "command runs to the end. Exit 0: nothing would be denied; 1: something would; "
+            "2: usage error or invalid profile. With --enforce: the command's exit status.",
+        )
+    )
+    add_record_arguments(
+        commands.add_parser(
+            "record",
+            help="run a command and write a profile allowing exactly the syscalls it made",
+            description="Every syscall of the command, its threads and child processes is "
+            "observed (seccomp user notification: none is lost). The profile allows those "
+            "plus what runc needs to start a container; default SCMP_ACT_ERRNO.",
+        )
+    )
     add_run_arguments(commands.add_parser("run", help="run the node agent"))
     add_controller_arguments(
         commands.add_parser(
@@ -93,9 +148,18 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"seccomp-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with Compiler() as compiler:
+        # Profiles with a baseProfileName take their base from the other files, or a built-in.
+        local = LocalProfiles(documents, architectures, node_architectures, compiler.compile)
         try:
             reports = [
-                (doc, _validate_document(doc, architectures, node_architectures, compiler.compile))
+                (
+                    doc,
+                    local.report(doc)
+                    if doc.is_resource
+                    else _validate_document(
+                        doc, architectures, node_architectures, compiler.compile
+                    ),
+                )
                 for doc in documents
             ]
         except TransientCompileError as exc:

@@ -37,6 +37,16 @@ UINT64_MAX: Final = 2**64 - 1
 SYSCALL_NAME_PATTERN: Final = r"^[a-z_][a-z0-9_]*$"
 DNS1123_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_LABEL_MAX: Final = 63
+# spec.baseProfileName: another SeccompProfile in the same namespace (a DNS-1123 label), or a
+# built-in base shipped with the agent, `runtime/<name>@<upstream version>` (agent.builtin_bases).
+# Built-in names carry the upstream version so that what a base allows never changes under a
+# profile when the agent is upgraded: a new upstream version is a new name.
+BUILTIN_BASE_PREFIX: Final = "runtime/"
+BASE_PROFILE_NAME_PATTERN: Final = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?"
+    r"|runtime/[a-z0-9]([-a-z0-9]*[a-z0-9])?@[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$"
+)
+MAX_BASE_PROFILE_NAME_LENGTH: Final = 128
 
 Action = Literal[
     "SCMP_ACT_KILL",
@@ -141,6 +151,25 @@ class OciSeccomp(_Strict):
     syscalls: Annotated[list[SyscallRule], Field(max_length=MAX_RULES)] | None = None
 
 
+BaseProfileName = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=MAX_BASE_PROFILE_NAME_LENGTH, pattern=BASE_PROFILE_NAME_PATTERN
+    ),
+]
+
+
+class ProfileSpec(OciSeccomp):
+    """The `spec` of a SeccompProfile: an OCI seccomp object, optionally built on a base.
+
+    With `baseProfileName`, `defaultAction` may be left out (the base's applies) and the node
+    gets the flattened composition (agent.compose), never this object as written.
+    """
+
+    defaultAction: Action | None = None  # type: ignore[assignment]  # noqa: N815
+    baseProfileName: BaseProfileName | None = None  # noqa: N815
+
+
 class ObjectMeta(BaseModel):
     """The part of metadata that seccomp-sync relies on: both names become path components."""
 
@@ -161,7 +190,7 @@ class SeccompProfile(BaseModel):
     apiVersion: Literal["seccompsync.io/v1alpha1"]  # noqa: N815
     kind: Literal["SeccompProfile"]
     metadata: ObjectMeta
-    spec: OciSeccomp
+    spec: ProfileSpec
 
 
 def is_dns_label(value: object) -> bool:

@@ -16,8 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from agent.base_graph import BaseGraph
+from agent.base_resolution import catalog_lookup, resolve_base
 from agent.catalog import ProfileCatalog, ProfileKey, ProfileRecord, kept
 from agent.compile_retry import CompileRetries
+from agent.compose import BASE_NOT_FOUND, ResolvedBase
 from agent.metrics import Metrics
 from agent.pod_refs import profiles_used_by
 from agent.readiness.node_report import build_status
@@ -106,6 +109,13 @@ class NodeAgent:
     _large_validations: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(LARGE_VALIDATIONS_AT_ONCE), init=False
     )
+    # Base profiles: who is built on whom, and a counter per key so that only the newest
+    # validation of a profile is kept when its own edit and its base's edit race.
+    bases: BaseGraph = field(default_factory=BaseGraph, init=False)
+    _validations: dict[ProfileKey, int] = field(default_factory=dict, init=False)
+    # Children seen before their base during the initial listing: reported only if the base is
+    # still missing once the listing is complete (listing order is arbitrary).
+    _missing_base_at_start: set[ProfileKey] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.syncer = Syncer(
@@ -158,6 +168,7 @@ class NodeAgent:
             self.syncer.enqueue(key, received)
             self._profile_changed(key)
             self._mark_seen(key)
+            await self._rerender_dependents(key)
             return
         uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
         self._versions[key] = ObjectVersion(uid, str(meta.get("resourceVersion", "")))
@@ -166,7 +177,7 @@ class NodeAgent:
             # A name that cannot be a file name (stored under an older, looser CRD) comes back
             # Invalid from validation; the syncer never turns such a key into a path.
             try:
-                record = await self._validate_within_budget(key, uid, generation, body)
+                validated = await self._validate_latest(key, uid, generation, body)
             except TransientCompileError as exc:
                 # No verdict on the profile: cache nothing, blame nobody, try again later.
                 self.compile_retries.failed(key, body, str(exc))
@@ -178,10 +189,13 @@ class NodeAgent:
                 latest is not None and latest.uid == uid and latest.generation > generation
             ):
                 return  # a retry raced a newer event or a deletion: the newer one stands
-            record = self.catalog.accept(record)
-            if not record.valid:
-                self._report_invalid(record)
-            self._profile_changed(key)
+            # None: its base changed meanwhile and a newer validation of it already landed.
+            if validated is not None:
+                record = self.catalog.accept(validated)
+                if not record.valid and not self._base_may_still_come(record):
+                    self._report_invalid(record)
+                self._profile_changed(key)
+                await self._rerender_dependents(key)
         self.syncer.enqueue(key, received)
         # Seen only now: the initial sync's garbage collection relies on the record being there.
         self._mark_seen(key)
@@ -271,6 +285,7 @@ class NodeAgent:
             log.info("profile deleted while the watch missed it", extra={"profile": str(key)})
             self._forget(key)
             self._profile_changed(key)
+            await self._rerender_dependents(key)
         self._merge_pods(await asyncio.to_thread(self.list_pods), snapshot)
         # Compare every file with what it should hold: repairs drift inotify did not report.
         for key in self.catalog.known_keys() | set(gone):
@@ -309,6 +324,11 @@ class NodeAgent:
             self.catalog.mark_removed(ProfileKey(path.parent.name, path.stem))
         self.synced = True
         self._seen.clear()
+        for key in sorted(self._missing_base_at_start):
+            record = self.catalog.records.get(key)
+            if record is not None and not record.valid:
+                self._report_invalid(record)
+        self._missing_base_at_start.clear()
         self.metrics.last_full_sync.set(time.time())
         self._state_changed()
         log.info(
@@ -350,6 +370,7 @@ class NodeAgent:
     def _forget(self, key: ProfileKey) -> None:
         """The object is gone: drop everything kept for it (its file follows via the syncer)."""
         self.catalog.forget(key)
+        self.bases.forget(key)
         self._versions.pop(key, None)
         self._reported_failures.pop(key, None)
         self.compile_retries.forget({key})
@@ -375,7 +396,12 @@ class NodeAgent:
         await self.on_profile_event("MODIFIED", body)
 
     async def _validate_within_budget(
-        self, key: ProfileKey, uid: str, generation: int, body: Mapping[str, Any]
+        self,
+        key: ProfileKey,
+        uid: str,
+        generation: int,
+        body: Mapping[str, Any],
+        base: ResolvedBase | None = None,
     ) -> ProfileRecord:
         """Validate without letting object size drive memory, or one profile's cost delay
         another's: an oversize spec is refused by its size alone (nothing copied, modelled or
@@ -388,9 +414,13 @@ class NodeAgent:
 
         # essentials() copies the spec: in the thread, not on the event loop.
         def validate() -> ProfileRecord:
-            return self._validate(key, uid, generation, essentials(body))
+            return self._validate(key, uid, generation, essentials(body), base)
 
         lanes = self.validation_lanes
+        if base is not None and base.profile is not None:
+            # What is compiled is the composition: about the base's size, not the child's.
+            spec = base.profile.model_dump(mode="json", exclude_none=True)
+            architectures = spec.get("architectures") or architectures
         arch_count = len(architectures or self.architectures)
         if json_size(spec, stop_after=LARGE_SPEC_BYTES) <= LARGE_SPEC_BYTES:
             return await lanes.run(spec, arch_count, validate)
@@ -398,20 +428,98 @@ class NodeAgent:
             return await lanes.run(spec, arch_count, validate)
 
     def _validate(
-        self, key: ProfileKey, uid: str, generation: int, body: dict[str, Any]
+        self,
+        key: ProfileKey,
+        uid: str,
+        generation: int,
+        body: dict[str, Any],
+        base: ResolvedBase | None = None,
     ) -> ProfileRecord:
         result = validate_resource(
             body,
             default_architectures=self.architectures,
             compile_profile=self.compile_profile,
             node_architectures=self.architectures,
+            resolve_base=None if base is None else lambda _name: base,
         )
         report = result.report
+        # With a base, report.profile is the flattened composition: the file and its hash.
         rendered = render(report.profile) if report.valid and report.profile else None
         # Keep only what status and Events show: a bad profile can have thousands of findings.
         return ProfileRecord(
-            key, uid, generation, rendered, kept(report.errors), kept(report.warnings)
+            key,
+            uid,
+            generation,
+            rendered,
+            kept(report.errors),
+            kept(report.warnings),
+            result.base_chain,
         )
+
+    async def _validate_latest(
+        self, key: ProfileKey, uid: str, generation: int, body: Mapping[str, Any]
+    ) -> ProfileRecord | None:
+        """Validate with the current base; None when a newer validation of `key` started
+        meanwhile (its own edit and its base's edit raced: the newer one is the truth).
+        Raises `TransientCompileError` like the lanes do."""
+        ticket = self._validations[key] = self._validations.get(key, 0) + 1
+        base = self._resolve_base(key, body)
+        record = await self._validate_within_budget(key, uid, generation, body, base)
+        return record if self._validations.get(key) == ticket else None
+
+    def _resolve_base(self, key: ProfileKey, body: Mapping[str, Any]) -> ResolvedBase | None:
+        spec = body.get("spec")
+        name = spec.get("baseProfileName") if isinstance(spec, Mapping) else None
+        if not isinstance(name, str):
+            self.bases.set(key, None, {})
+            return None
+        # Kept to validate the child again when its base changes (children only).
+        self.bases.set(key, name, essentials(body))
+        chain = self.bases.chain(key)
+        lookup = catalog_lookup(self.catalog)
+        return resolve_base(key, name, chain, lookup, self.architectures[0])
+
+    def _spawn_rerender(self, key: ProfileKey) -> None:
+        task = asyncio.create_task(self._rerender_dependents(key))
+        self._tasks.add(task)
+        task.add_done_callback(_log_failure)
+        task.add_done_callback(self._tasks.discard)
+
+    def _base_may_still_come(self, record: ProfileRecord) -> bool:
+        if self.synced or record.errors[0].reason != BASE_NOT_FOUND:
+            return False
+        self._missing_base_at_start.add(record.key)
+        return True
+
+    async def _rerender_dependents(self, key: ProfileKey) -> None:
+        """`key` changed or went away: validate and render every profile built on it again,
+        bases before their children, without touching the children's objects."""
+        for child in self.bases.dependents(key):
+            body, known = self.bases.body_of(child), self.catalog.records.get(child)
+            if body is None or known is None:
+                continue
+            try:
+                validated = await self._validate_latest(
+                    child, known.uid, known.generation, dict(body)
+                )
+            except TransientCompileError:
+                # No verdict: try the whole fan-out again shortly (the children keep their files).
+                log.warning(
+                    "compile failed transiently; re-rendering again", extra={"base": str(key)}
+                )
+                asyncio.get_running_loop().call_later(
+                    EVENT_FAILURE_RESYNC_SECONDS, self._spawn_rerender, key
+                )
+                return
+            if validated is None:
+                continue
+            record = self.catalog.accept(validated)
+            changed_errors = not record.valid and record.errors != known.errors
+            if changed_errors and not self._base_may_still_come(record):
+                self._report_invalid(record)
+            if record != known:
+                self._profile_changed(child)
+                self.syncer.enqueue(child, time.monotonic())
 
     def _report_invalid(self, record: ProfileRecord) -> None:
         first = record.errors[0]

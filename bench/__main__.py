@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench import (
+    authoring_bench,
     compile_cost_bench,
     noisy_neighbour_bench,
     store_bench,
@@ -24,6 +25,8 @@ def main() -> int:
     store_bench.main([])
     print("\n== tenant policy check (bench.tenant_policy_bench)")
     tenant_policy_bench.main([])
+    print("\n== test/record overhead, composing on a base (bench.authoring_bench)")
+    authoring_bench.main(["--runs", "3"])
     return 0
 
 

@@ -2,19 +2,27 @@
 
 Nodes compile for their own architecture; the controller needs only the content hash that a
 valid node writes for this generation, so it runs the same pure validation without the
-compile (a compile failure shows in the nodes' reports as Invalid).
+compile (a compile failure shows in the nodes' reports as Invalid). A profile built on a base
+(`spec.baseProfileName`) renders to its composition with that base, exactly as on a node: the
+base is another profile's view (same namespace) or a built-in, and a change to a base renders
+every profile built on it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from agent.base_graph import BaseGraph
+from agent.base_resolution import BaseState, resolve_base
 from agent.catalog import ProfileKey
+from agent.compose import ResolvedBase
+from agent.model import OciSeccomp
 from agent.readiness.profile_status import ProfileView
 from agent.render import render
 from agent.validation.syscall_names import native_architecture
-from agent.validation.validate import validate_resource
+from agent.validation.validate import ResolveBaseFn, validate_resource
 
 
 def profile_key(body: Mapping[str, Any]) -> ProfileKey:
@@ -22,11 +30,16 @@ def profile_key(body: Mapping[str, Any]) -> ProfileKey:
     return ProfileKey(str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
-def profile_view(body: Mapping[str, Any]) -> ProfileView:
+def profile_view(
+    body: Mapping[str, Any], resolve_base: ResolveBaseFn | None = None
+) -> ProfileView:
     """Validate and render one object (pure; about 1 ms)."""
     meta = body.get("metadata") or {}
     result = validate_resource(
-        body, default_architectures=[native_architecture()], compile_profile=None
+        body,
+        default_architectures=[native_architecture()],
+        compile_profile=None,
+        resolve_base=resolve_base,
     )
     report = result.report
     rendered = render(report.profile) if report.valid and report.profile else None
@@ -42,4 +55,75 @@ def profile_view(body: Mapping[str, Any]) -> ProfileView:
         uid=str(meta.get("uid") or ""),
         content=rendered.content if rendered else None,
         invalid_reason=reason,
+        base_chain=result.base_chain,
     )
+
+
+def base_name_of(body: Mapping[str, Any]) -> str | None:
+    spec = body.get("spec")
+    name = spec.get("baseProfileName") if isinstance(spec, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
+
+@dataclass
+class ProfileViews:
+    """Every profile's view, with children rendered on their bases. Pure; the controller keeps
+    the bodies of profiles with a base only (to render them again when a base changes)."""
+
+    views: dict[ProfileKey, ProfileView] = field(default_factory=dict)
+    graph: BaseGraph = field(default_factory=BaseGraph)
+
+    def replace(self, bodies: Iterable[Mapping[str, Any]]) -> list[ProfileView]:
+        """A full listing: every view, bases before the profiles built on them."""
+        self.views, self.graph = {}, BaseGraph()
+        children: list[tuple[ProfileKey, Mapping[str, Any]]] = []
+        for body in bodies:
+            key = profile_key(body)
+            base = base_name_of(body)
+            self.graph.set(key, base, body)
+            if base is None:
+                self.views[key] = profile_view(body)
+            else:
+                children.append((key, body))
+        # Shortest chains first, so each base is rendered before what is built on it.
+        children.sort(key=lambda item: len(self.graph.chain(item[0]).links))
+        for key, body in children:
+            self._render(key, body)
+        return list(self.views.values())
+
+    def put(self, body: Mapping[str, Any]) -> list[ProfileView]:
+        """One object added or changed: its view, and those of every profile built on it."""
+        key = profile_key(body)
+        self.graph.set(key, base_name_of(body), body)
+        return [self._render(key, body), *self._render_dependents(key)]
+
+    def drop(self, key: ProfileKey) -> list[ProfileView]:
+        """One object deleted: the views of the profiles built on it, rendered again."""
+        self.views.pop(key, None)
+        dependents = self._render_dependents(key)
+        self.graph.forget(key)
+        return dependents
+
+    def _render_dependents(self, key: ProfileKey) -> list[ProfileView]:
+        rendered = []
+        for child in self.graph.dependents(key):
+            body = self.graph.body_of(child)
+            if body is not None:
+                rendered.append(self._render(child, body))
+        return rendered
+
+    def _render(self, key: ProfileKey, body: Mapping[str, Any]) -> ProfileView:
+        view = profile_view(body, lambda name: self._resolve(key, name))
+        self.views[key] = view
+        return view
+
+    def _resolve(self, key: ProfileKey, name: str) -> ResolvedBase:
+        return resolve_base(key, name, self.graph.chain(key), self._lookup, native_architecture())
+
+    def _lookup(self, key: ProfileKey) -> BaseState | None:
+        view = self.views.get(key)
+        if view is None:
+            return None
+        if view.content is None:
+            return BaseState(None, view.invalid_reason or "not valid")
+        return BaseState(OciSeccomp.model_validate_json(view.content))

@@ -29,7 +29,9 @@ class ProfileView:
 
     uid: str = ""  # for Events on the object
     content: bytes | None = None  # the OCI JSON on the nodes: what a tenant policy judges
+
     invalid_reason: str | None = None  # why it does not render, when known
+    base_chain: tuple[str, ...] = ()  # spec.baseProfileName resolved, nearest base first
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,9 @@ def profile_status(
             {"node": v.node, "state": v.state.value, "reason": v.reason, "message": v.message}
             for v in failing[:MAX_FAILING_NODES]
         ],
+        # None (not absent) when there is no base: the status is merge-patched, and only a null
+        # removes a chain written before the base was dropped.
+        "baseChain": list(view.base_chain) or None,
     }
 
 

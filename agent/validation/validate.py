@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from agent.compose import ResolvedBase, compose
 from agent.model import (
     API_GROUP,
     API_VERSION,
@@ -20,6 +21,7 @@ from agent.model import (
     DNS1123_LABEL_PATTERN,
     KIND,
     OciSeccomp,
+    ProfileSpec,
 )
 from agent.render import oci_document
 from agent.validation.compiler import ArchCompileResult, TransientCompileError
@@ -36,6 +38,11 @@ from agent.validation.size import size_findings
 MAX_BPF_INSTRUCTIONS: Final = 4000
 
 CompileFn = Callable[[Mapping[str, Any], Sequence[str]], list[ArchCompileResult]]
+# Looks up what a `baseProfileName` leads to (the agent: its catalog; the CLI: the files given).
+ResolveBaseFn = Callable[[str], ResolvedBase]
+# Findings on the composed profile are reported under this prefix: their indexes are those of
+# the flattened file (`seccomp-agent render` prints it), not of the child's spec.
+FLATTENED_PREFIX: Final = "flattened."
 
 
 def target_architectures(profile: OciSeccomp, default_architectures: Sequence[str]) -> list[str]:
@@ -117,6 +124,77 @@ def compile_findings(results: Sequence[ArchCompileResult], prefix: str) -> list[
     return findings
 
 
+def validate_spec_on_base(
+    raw_spec: Mapping[str, Any],
+    resolve_base: ResolveBaseFn | None,
+    *,
+    default_architectures: Sequence[str],
+    compile_profile: CompileFn | None,
+    prefix: str = "spec.",
+    node_architectures: Sequence[str] = (),
+) -> tuple[ValidationReport, tuple[str, ...]]:
+    """A spec with `baseProfileName`: its own fields, its base, then the flattened result.
+
+    Returns the report (whose profile is the flattened one) and the resolved base chain.
+    """
+    findings = docker_format_findings(raw_spec, prefix)
+    try:
+        spec = ProfileSpec.model_validate(strip_inert_docker_keys(raw_spec))
+    except ValidationError as exc:
+        already = {f.field for f in findings}
+        findings += [f for f in schema_findings(exc, prefix) if f.field not in already]
+        return ValidationReport(tuple(findings), None), ()
+    assert spec.baseProfileName is not None
+    field = prefix + "baseProfileName"
+    if resolve_base is None:
+        reason, message = "BaseNotResolvable", "bases cannot be resolved here"
+        return ValidationReport((*findings, error(field, reason, message)), None), ()
+    base = resolve_base(spec.baseProfileName)
+    if not base.usable or base.profile is None:
+        problem = error(field, base.reason or "BaseInvalid", base.message or "unusable base")
+        return ValidationReport((*findings, problem), None), base.chain
+
+    # The child's own fields, checked where the user wrote them (its indexes, its names).
+    own = _child_view(spec, base.profile)
+    architectures = target_architectures(own, default_architectures)
+    findings += semantic_findings(own, prefix, node_architectures)
+    findings += syscall_name_findings(own, architectures, prefix)
+    if any(f.severity == "error" for f in findings):
+        return ValidationReport(tuple(findings), None), base.chain
+
+    flattened = compose(base.profile, spec)
+    architectures = target_architectures(flattened, default_architectures)
+    # Only errors of the composition: the base's own warnings (names this libseccomp does not
+    # know...) are the base's business, repeated on every child they would be noise.
+    findings += [
+        f
+        for f in semantic_findings(flattened, FLATTENED_PREFIX, node_architectures)
+        if f.severity == "error"
+    ]
+    if compile_profile is not None and not any(f.severity == "error" for f in findings):
+        document = oci_document(flattened)
+        findings += budget_findings(estimate(document, len(architectures)), FLATTENED_PREFIX)
+        if not any(f.severity == "error" for f in findings):
+            results = compile_profile(document, architectures)
+            if any(result.transient for result in results):
+                raise TransientCompileError(results)  # no verdict: nothing to cache
+            findings += compile_findings(results, FLATTENED_PREFIX)
+    valid = not any(f.severity == "error" for f in findings)
+    return ValidationReport(tuple(findings), flattened if valid else None), base.chain
+
+
+def _child_view(spec: ProfileSpec, base: OciSeccomp) -> OciSeccomp:
+    """The child's fields as a complete OCI object, with what it inherits filled in."""
+    data = spec.model_dump(mode="json", exclude_none=True, exclude={"baseProfileName"})
+    if "defaultAction" not in data:
+        data["defaultAction"] = base.defaultAction
+        if "defaultErrnoRet" not in data and base.defaultErrnoRet is not None:
+            data["defaultErrnoRet"] = base.defaultErrnoRet
+    if "listenerPath" not in data and base.listenerPath is not None:
+        data["listenerPath"] = base.listenerPath
+    return OciSeccomp.model_validate(data)
+
+
 def _prefixed(prefix: str, rule_path: str) -> str:
     # The compiler names rules as `spec.syscalls[i]`; re-anchor them on this prefix.
     return prefix + rule_path.removeprefix("spec.")
@@ -129,6 +207,7 @@ class ResourceReport:
     namespace: str
     name: str
     report: ValidationReport
+    base_chain: tuple[str, ...] = ()  # the bases, nearest first, when spec.baseProfileName is set
 
     @property
     def ref(self) -> str:
@@ -145,6 +224,7 @@ def validate_resource(
     default_architectures: Sequence[str],
     compile_profile: CompileFn | None,
     node_architectures: Sequence[str] = (),
+    resolve_base: ResolveBaseFn | None = None,
 ) -> ResourceReport:
     """Validate a SeccompProfile object: identity, metadata that becomes a path, and the spec."""
     if not isinstance(document, Mapping):
@@ -156,16 +236,27 @@ def validate_resource(
     name = str(metadata.get("name", "-"))
     namespace = str(metadata.get("namespace", "default"))
     findings = _identity_findings(document) + _metadata_findings(metadata)
-    spec_report = validate_spec(
-        document.get("spec"),
-        default_architectures=default_architectures,
-        compile_profile=compile_profile,
-        node_architectures=node_architectures,
-    )
+    raw_spec = document.get("spec")
+    chain: tuple[str, ...] = ()
+    if isinstance(raw_spec, Mapping) and raw_spec.get("baseProfileName") is not None:
+        spec_report, chain = validate_spec_on_base(
+            raw_spec,
+            resolve_base,
+            default_architectures=default_architectures,
+            compile_profile=compile_profile,
+            node_architectures=node_architectures,
+        )
+    else:
+        spec_report = validate_spec(
+            raw_spec,
+            default_architectures=default_architectures,
+            compile_profile=compile_profile,
+            node_architectures=node_architectures,
+        )
     report = ValidationReport(
         tuple(findings) + spec_report.findings, spec_report.profile if not findings else None
     )
-    return ResourceReport(namespace, name, report)
+    return ResourceReport(namespace, name, report, chain)
 
 
 def _identity_findings(document: Mapping[str, Any]) -> list[Finding]:
@@ -177,8 +268,8 @@ def _identity_findings(document: Mapping[str, Any]) -> list[Finding]:
     if api_version == expected:
         return []
     hint = (
-        "; this is a security-profiles-operator object: change apiVersion and drop SPO-only "
-        "fields (baseProfileName...)"
+        "; this is a security-profiles-operator object: `seccomp-agent convert` turns it into "
+        "one of ours (mapping its baseProfileName to a built-in base)"
         if api_version.startswith(_SPO_GROUP)
         else ""
     )

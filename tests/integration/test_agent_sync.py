@@ -14,6 +14,7 @@ from agent.store import temp_file_name
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, running_agent, wait_for
 from tests.integration.conftest import apply_profile, delete_profile, replace_profile
+from tests.integration.nodes import delete_node, register_node
 from tests.integration.profiles import DENY_MKDIR, DENY_PTRACE
 
 pytestmark = pytest.mark.cluster
@@ -200,6 +201,9 @@ def test_readyz_only_after_initial_sync_and_sigterm_stops_cleanly(
 ) -> None:
     for index in range(20):
         apply_profile(crd, namespace, f"p{index}", DENY_MKDIR)
+    # A real Node, deleted afterwards, owns the agent's SeccompNodeStatus: without it the status
+    # outlives the test and every later test sees one more expected node that never gets Ready.
+    register_node(crd, "node-a")
     agent = AgentProcess(
         crd, "node-a", tmp_path / "root", tmp_path / "agent.log", "--namespace", namespace
     ).start()
@@ -212,6 +216,7 @@ def test_readyz_only_after_initial_sync_and_sigterm_stops_cleanly(
         assert agent.metric("seccomp_sync_last_full_sync_timestamp_seconds") > 0
     finally:
         code = agent.stop(signal.SIGTERM)
+        delete_node(crd, "node-a")
     assert code == 0, agent.log_tail()
     assert any(line.get("msg") == "seccomp-sync agent stopped" for line in agent.log_lines())
     leftovers = [p for p in (tmp_path / "root").rglob("*") if ".tmp-" in p.name]

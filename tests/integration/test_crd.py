@@ -185,9 +185,13 @@ def test_explain_spec_teaches_the_api(crd: Cluster) -> None:
         "listenerPath",
         "listenerMetadata",
         "syscalls",
+        "baseProfileName",
     ):
         assert field in text
-    assert "-required-" in text  # defaultAction
+    # defaultAction: required by a rule (a base may give it), so explained rather than marked.
+    assert "required unless baseProfileName gives one" in text
+    base = words(explain(crd, "seccompprofile.spec.baseProfileName"))
+    assert "runtime/default@moby-2026-06-30" in base
     errno = words(explain(crd, "seccompprofile.spec.defaultErrnoRet"))
     assert "Unset means 1 (EPERM)" in errno
     arches = words(explain(crd, "seccompprofile.spec.architectures"))

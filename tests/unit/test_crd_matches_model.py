@@ -19,11 +19,13 @@ from agent import model
 from agent.model import (
     API_GROUP,
     API_VERSION,
+    BASE_PROFILE_NAME_PATTERN,
     DNS1123_LABEL_MAX,
     DNS1123_LABEL_PATTERN,
     KIND,
     MAX_ARCHITECTURES,
     MAX_ARGS,
+    MAX_BASE_PROFILE_NAME_LENGTH,
     MAX_ERRNO,
     MAX_NAMES_PER_RULE,
     MAX_PATH_LENGTH,
@@ -35,8 +37,8 @@ from agent.model import (
     Action,
     Architecture,
     Flag,
-    OciSeccomp,
     Operator,
+    ProfileSpec,
 )
 from agent.validation.docker_format import DOCKER_RULE_KEYS, DOCKER_SPEC_KEYS
 
@@ -222,11 +224,24 @@ def test_listener_strings_are_bounded_like_the_model(spec: dict[str, Any]) -> No
     assert at(spec, "listenerMetadata")["maxLength"] == MAX_PATH_LENGTH
 
 
-def test_spec_requires_default_action_and_the_object_requires_spec(
+def test_spec_requires_default_action_or_a_base_and_the_object_requires_spec(
     root: dict[str, Any], spec: dict[str, Any]
 ) -> None:
     assert root["required"] == ["spec"]
-    assert spec["required"] == ["defaultAction"]
+    # defaultAction may come from the base, so it is required by a rule, not by `required`.
+    assert "required" not in spec
+    assert "has(self.defaultAction) || has(self.baseProfileName)" in rules(spec)
+    # Every rule reading defaultAction must tolerate its absence (CEL fails on a missing key).
+    for rule in rules(spec):
+        if "self.defaultAction " in rule or "self.defaultAction in" in rule:
+            assert "has(self.defaultAction)" in rule, rule
+
+
+def test_base_profile_name_is_bounded_like_the_model(spec: dict[str, Any]) -> None:
+    schema = at(spec, "baseProfileName")
+    assert schema["pattern"] == BASE_PROFILE_NAME_PATTERN
+    assert schema["maxLength"] == MAX_BASE_PROFILE_NAME_LENGTH
+    assert "runtime/default@moby-2026-06-30" in schema["description"]
 
 
 # --- the whole spec against pydantic's JSON schema ----------------------------------------------
@@ -295,8 +310,8 @@ def _docker_keys(path: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def test_spec_schema_equals_the_model_json_schema(spec: dict[str, Any]) -> None:
-    """Every field, type, enum and bound of OciSeccomp, whatever constant it comes from."""
-    model_schema = OciSeccomp.model_json_schema()
+    """Every field, type, enum and bound of ProfileSpec, whatever constant it comes from."""
+    model_schema = ProfileSpec.model_json_schema()
     differences = list(_compare(model_schema, spec, model_schema.get("$defs", {}), ()))
     assert differences == [], "CRD and agent/model.py disagree:\n" + "\n".join(differences)
 
@@ -313,7 +328,7 @@ def test_docker_keys_are_declared_and_refused_by_a_rule_naming_them(
     profile would then silently lose its capability gates. So each is kept, and refused."""
     node = at(spec, *path)
     node = node["items"] if node.get("type") == "array" else node
-    model_fields = (model.SyscallRule if path else OciSeccomp).model_fields
+    model_fields = (model.SyscallRule if path else ProfileSpec).model_fields
     declared = set(node["properties"]) - set(model_fields)
     assert declared == set(keys)
     refusals = {v.get("fieldPath"): v for v in node["x-kubernetes-validations"]}
