@@ -30,9 +30,7 @@ def profile_key(body: Mapping[str, Any]) -> ProfileKey:
     return ProfileKey(str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
-def profile_view(
-    body: Mapping[str, Any], resolve_base: ResolveBaseFn | None = None
-) -> ProfileView:
+def profile_view(body: Mapping[str, Any], resolve_base: ResolveBaseFn | None = None) -> ProfileView:
     """Validate and render one object (pure; about 1 ms)."""
     meta = body.get("metadata") or {}
     result = validate_resource(
