@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,19 @@ from tests.integration.conftest import (
     profile_object,
     replace_profile,
 )
+from tests.integration.controller import running_controller
 from tests.tenancy.cases import RESTRICTED, policy_object
 
 pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(autouse=True)
+def controller(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[None]:
+    """The controller writes each profile's status (the base chain with it); its Lease lives in
+    this test's namespace, so a controller of another test never leads here."""
+    with running_controller(crd, namespace, tmp_path / "controller.log"):
+        yield
+
 
 MOBY = "runtime/default@moby-2026-06-30"
 TEAM_BASE: dict[str, Any] = {
@@ -121,7 +132,7 @@ def test_child_gets_the_flattened_file_and_follows_its_base(
             installed = st.get("nodesInstalled", 0) >= 1 and "node-b" not in failing
             return st if installed and st.get("baseChain") else None
 
-        # The status comes from the elected aggregator: a new agent may wait out the last lease.
+        # The status comes from the controller's elected replica.
         st = wait_for(ready_with_chain, timeout=60, what="child Installed with its chain")
         assert st["baseChain"] == [f"{namespace}/team-base"]
         app_generation = generation(crd, namespace, "app")

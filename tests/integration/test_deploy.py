@@ -375,8 +375,6 @@ ALLOWED = [
     ("patch", "events", "team-a", None),
     ("create", "events.events.k8s.io", "team-a", None),
     ("patch", "events.events.k8s.io", "team-a", None),
-    ("list", "seccomptenantpolicies.seccompsync.io", None, None),
-    ("list", "namespaces", None, None),
     *((verb, "nodes", None, None) for verb in ["get", "list", "watch", "patch"]),
     *((verb, "pods", None, None) for verb in ["get", "list", "watch"]),
 ]
@@ -400,6 +398,9 @@ DENIED = [
     ("delete", "nodes", None, None),
     ("create", "seccomptenantpolicies.seccompsync.io", None, None),
     ("update", "seccomptenantpolicies.seccompsync.io", None, None),
+    # Reporting profiles that predate a tenant policy is the controller's.
+    ("list", "seccomptenantpolicies.seccompsync.io", None, None),
+    ("list", "namespaces", None, None),
     ("update", "namespaces", None, None),
     ("update", "nodes", None, None),
     ("patch", "nodes", None, "status"),
@@ -433,8 +434,13 @@ CONTROLLER_ALLOWED = [
         (verb, "leases.coordination.k8s.io", NAMESPACE, None)
         for verb in ["get", "create", "update"]
     ),
+    # Profiles that predate a tenant policy: the policies, and the namespaces' labels.
+    ("list", "seccomptenantpolicies.seccompsync.io", None, None),
+    ("list", "namespaces", None, None),
 ]
 CONTROLLER_DENIED = [
+    ("create", "seccomptenantpolicies.seccompsync.io", None, None),
+    ("update", "namespaces", None, None),
     ("get", "secrets", NAMESPACE, None),
     ("list", "secrets", None, None),
     ("create", "pods", "team-a", None),

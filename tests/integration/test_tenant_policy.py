@@ -81,11 +81,19 @@ def denial(stderr: str | None, policy: str) -> str | None:
     return stderr.split(marker, 1)[1].strip()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tenant_admission(crd: Cluster) -> Iterator[None]:
+    """The shipped tenant admission policies, for this module only: later modules must not
+    meet them unless they install them (a profile write would need their parameter kind)."""
+    install_tenant_admission(crd)
+    yield
+    uninstall_tenant_admission(crd)
+
+
 @pytest.fixture(scope="module")
 def scenarios(crd: Cluster) -> Iterator[dict[str, Scenario]]:
     """Every case's namespace and policy, created up front; then a canary shows the API server's
     admission caches have caught up (they are filled by watches, in order)."""
-    crd.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(TENANT_POLICY))
     crd.kubectl("delete", "seccomptenantpolicy", SHIPPED_NAME, "--ignore-not-found")
     made: dict[str, Scenario] = {}
     cases: list[ProfileCase | PodCase] = [*PROFILE_CASES, *POD_CASES]
@@ -109,6 +117,14 @@ def scenarios(crd: Cluster) -> Iterator[dict[str, Scenario]]:
         for scenario in [*made.values(), canary]:
             crd.kubectl("delete", "namespace", scenario.namespace, "--wait=false", check=False)
             crd.kubectl("delete", "seccomptenantpolicy", scenario.policy_name, check=False)
+
+
+def install_tenant_admission(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(TENANT_POLICY))
+
+
+def uninstall_tenant_admission(cluster: Cluster) -> None:
+    cluster.kubectl("delete", "--ignore-not-found", "-f", str(TENANT_POLICY), check=False)
 
 
 @pytest.mark.parametrize("method", METHODS)

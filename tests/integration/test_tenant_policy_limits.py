@@ -11,7 +11,14 @@ import pytest
 
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.conftest import profile_object
-from tests.integration.test_tenant_policy import Scenario, apply, denial, fresh_scenario, remove
+from tests.integration.test_tenant_policy import (
+    Scenario,
+    apply,
+    denial,
+    fresh_scenario,
+    remove,
+    tenant_admission,  # noqa: F401 - its autouse fixture installs the policies here too
+)
 
 pytestmark = pytest.mark.cluster
 
