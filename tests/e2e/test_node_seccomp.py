@@ -523,6 +523,21 @@ def apply_and_run(crd: Cluster, directory: Path, namespace: str) -> list[dict[st
     return running
 
 
+def released_by_controller(cluster: Cluster) -> set[str]:
+    """The pods (namespace/name) the controller's log says it released from the gate."""
+    out = cluster.kubectl(
+        "-n", agent_deploy.NAMESPACE, "logs", "-l", agent_deploy.CONTROLLER_LABEL, "--tail=-1",
+    ).stdout  # fmt: skip
+    released = set()
+    for line in out.splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        if entry.get("msg") == "released pod":
+            released.add(str(entry["pod"]))
+    return released
+
+
 @pytest.mark.timeout(600)
 def test_apply_of_one_directory_never_shows_a_create_container_error(
     agent: Node, crd: Cluster, namespace: str, tmp_path: Path
@@ -534,6 +549,9 @@ def test_apply_of_one_directory_never_shows_a_create_container_error(
     gated = apply_and_run(crd, app_directory(tmp_path / "gated", agent, namespace), namespace)
     assert seccomp_failures(crd, namespace) == []
     assert [pods.container_status(p)["restartCount"] for p in gated] == [0] * RACE_REPLICAS
+    # Each pod was admitted with the gate, and the controller released it.
+    names = {f"{namespace}/{p['metadata']['name']}" for p in gated}
+    assert names <= released_by_controller(crd)
 
 
 @pytest.mark.timeout(600)
