@@ -44,23 +44,9 @@ TYPO = {
 }
 
 
-# What deploy/ creates outside its namespace, but the CRDs (other tests share them): its cluster
-# RBAC and the admission policies (a gating policy left behind would gate other tests' pods).
-CLUSTER_OBJECTS = (
-    "mutatingadmissionpolicybinding/seccomp-sync-profiles-ready",
-    "mutatingadmissionpolicy/seccomp-sync-profiles-ready",
-    "validatingadmissionpolicybinding/seccomp-sync-agent-own-node",
-    "validatingadmissionpolicy/seccomp-sync-agent-own-node",
-    "clusterrolebinding/seccomp-sync-agent",
-    "clusterrole/seccomp-sync-agent",
-    "clusterrolebinding/seccomp-sync-controller",
-    "clusterrole/seccomp-sync-controller",
-)
-
-
 def remove_agent(cluster: Cluster) -> None:
     """deploy/ but its CRDs: the agents', the controller's namespace and the cluster objects."""
-    cluster.kubectl("delete", *CLUSTER_OBJECTS, "--ignore-not-found")
+    cluster.kubectl("delete", *agent_deploy.CLUSTER_OBJECTS, "--ignore-not-found")
     cluster.kubectl(
         "delete", "namespace", agent_deploy.NAMESPACE, "--ignore-not-found", "--wait=true",
         timeout=180,

@@ -31,6 +31,18 @@ CONTROLLER = "seccomp-sync-controller"
 AGENT_LABEL = "app.kubernetes.io/name=seccomp-sync,app.kubernetes.io/component=agent"
 CONTROLLER_LABEL = "app.kubernetes.io/name=seccomp-sync,app.kubernetes.io/component=controller"
 CONTAINER = "/spec/template/spec/containers/0"
+# What deploy/ creates outside its namespace, but the CRDs (other tests share them): its cluster
+# RBAC and the admission policies (a gating policy left behind would gate other tests' pods).
+CLUSTER_OBJECTS = (
+    "mutatingadmissionpolicybinding/seccomp-sync-profiles-ready",
+    "mutatingadmissionpolicy/seccomp-sync-profiles-ready",
+    "validatingadmissionpolicybinding/seccomp-sync-agent-own-node",
+    "validatingadmissionpolicy/seccomp-sync-agent-own-node",
+    "clusterrolebinding/seccomp-sync-agent",
+    "clusterrole/seccomp-sync-agent",
+    "clusterrolebinding/seccomp-sync-controller",
+    "clusterrole/seccomp-sync-controller",
+)
 
 
 def api_port(kubeconfig: Path, kubectl: Path) -> int:
