@@ -186,6 +186,10 @@ def agent(
     """deploy/ through tests/node/overlay: the agent DaemonSet and the controller Ready on the
     session's node, the admission policies in place (pods are gated)."""
     remove_agent(crd)
+    # The controller waits for every node that reports (SeccompNodeStatus) before releasing a
+    # pod: a report left by an agent of an earlier test or run (a fake node, a plain process)
+    # would hold every gated pod for the grace period. No agent runs now; each writes its own.
+    crd.kubectl("delete", "seccompnodestatuses", "--all", "--wait=true")
     work_dir = agent_deploy.write_kustomization(
         tmp_path_factory.mktemp("agent-overlay"),
         agent_image.tag,
