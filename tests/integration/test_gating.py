@@ -534,10 +534,6 @@ def test_controller_killed_while_pods_wait_the_other_replica_releases_them(
         assert standby.leading()
 
 
-@pytest.mark.skip(
-    reason="needs a real kubelet node (issue 10, tests/node), not on this branch: the same "
-    "directory applied at once must never produce a CreateContainerError Event, and does "
-    "without the gating policy"
-)
-def test_on_a_real_node_the_race_never_shows_a_create_container_error() -> None:
-    raise AssertionError("not runnable without a real node")
+# On a real kubelet node, the same directory applied at once never shows a CreateContainerError:
+# tests/e2e/test_node_seccomp.py, test_apply_of_one_directory_never_shows_a_create_container_error
+# (and its counterpart without the policy's binding).
