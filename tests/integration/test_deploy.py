@@ -20,6 +20,7 @@ from tests.integration.agents import AgentProcess, wait_for
 from tests.integration.conftest import apply_profile, profile_object
 from tests.integration.nodes import delete_node, register_node
 from tests.integration.profiles import DENY_MKDIR
+from tests.node.agent_deploy import CLUSTER_OBJECTS
 
 pytestmark = pytest.mark.cluster
 
@@ -30,16 +31,8 @@ ACCOUNT = "seccomp-sync-agent"
 AGENT_USER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
 CONTROLLER_ACCOUNT = "seccomp-sync-controller"
 CONTROLLER_USER = f"system:serviceaccount:{NAMESPACE}:{CONTROLLER_ACCOUNT}"
-CLUSTER_SCOPED = (
-    "clusterrolebinding/seccomp-sync-agent",
-    "clusterrole/seccomp-sync-agent",
-    "clusterrolebinding/seccomp-sync-controller",
-    "clusterrole/seccomp-sync-controller",
-    "mutatingadmissionpolicybinding/seccomp-sync-profiles-ready",
-    "mutatingadmissionpolicy/seccomp-sync-profiles-ready",
-    "validatingadmissionpolicybinding/seccomp-sync-agent-own-node",
-    "validatingadmissionpolicy/seccomp-sync-agent-own-node",
-)
+# Everything cluster-scoped the base creates except the CRDs (shared with the node tests).
+CLUSTER_SCOPED = CLUSTER_OBJECTS
 HOST_DIR = "/var/lib/kubelet/seccomp/seccomp-sync"
 AGENT_UID = 65532
 STARTUP_TAINT = "seccompsync.io/agent-not-ready"

@@ -38,6 +38,11 @@ CLUSTER_OBJECTS = (
     "mutatingadmissionpolicy/seccomp-sync-profiles-ready",
     "validatingadmissionpolicybinding/seccomp-sync-agent-own-node",
     "validatingadmissionpolicy/seccomp-sync-agent-own-node",
+    # The tenant policies: left behind, every later profile write needs their parameter kind.
+    "validatingadmissionpolicybinding/seccomp-sync-tenant-profiles",
+    "validatingadmissionpolicy/seccomp-sync-tenant-profiles",
+    "validatingadmissionpolicybinding/seccomp-sync-tenant-pods",
+    "validatingadmissionpolicy/seccomp-sync-tenant-pods",
     "clusterrolebinding/seccomp-sync-agent",
     "clusterrole/seccomp-sync-agent",
     "clusterrolebinding/seccomp-sync-controller",
