@@ -14,25 +14,11 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-# The capabilities Docker grants a container by default (moby oci/caps/defaults.go).
-DOCKER_DEFAULT_CAPABILITIES: Final = frozenset(
-    {
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    }
-)
+from agent.convert.docker import DEFAULT_CONTAINER_CAPABILITIES
+
+# The capabilities Docker grants a container by default (moby oci/caps/defaults.go): the same
+# set the converter resolves Docker profiles for.
+DOCKER_DEFAULT_CAPABILITIES: Final = DEFAULT_CONTAINER_CAPABILITIES
 # Docker names architectures the Go way in `includes.arches`; archMap uses SCMP_ARCH_* names.
 GO_TO_SECCOMP_ARCH: Final[Mapping[str, str]] = {
     "amd64": "SCMP_ARCH_X86_64",
