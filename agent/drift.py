@@ -16,7 +16,6 @@ An inotify watch dies with its directory, so the directory itself is checked eve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from agent.store import (
     StoreError,
     is_temp_file_name,
 )
+from agent.waiting import event_within
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +174,7 @@ class DriftWatcher:
         return await asyncio.to_thread(self._store.is_current, handle)
 
     async def _sleep(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._check_seconds)
+        await event_within(self._wake, self._check_seconds)
         self._wake.clear()
 
     def _start_observer(self, loop: asyncio.AbstractEventLoop) -> Any:

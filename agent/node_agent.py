@@ -7,7 +7,6 @@ and the only API calls go through the callables handed in (events, listings).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -31,6 +30,7 @@ from agent.validation.compiler import TransientCompileError
 from agent.validation.lanes import ValidationLanes
 from agent.validation.size import LARGE_SPEC_BYTES, json_size, size_findings
 from agent.validation.validate import CompileFn, validate_resource
+from agent.waiting import event_within
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -249,8 +249,7 @@ class NodeAgent:
             # Restarted by the supervisor after a failed resync, the due one runs at once.
             if not self._resync_due:
                 delay = self.resync_seconds * random.uniform(1 - RESYNC_JITTER, 1 + RESYNC_JITTER)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._resync_now.wait(), delay)
+                await event_within(self._resync_now, delay)
                 self._resync_now.clear()
                 self._resync_due = True
             if self.synced:

@@ -19,6 +19,7 @@ from agent.controller.metrics import ControllerMetrics
 from agent.controller.state import ClusterState, waiting_counts
 from agent.gating.decide import ProfileReadiness, Release, decide, readiness
 from agent.gating.pods import GatedPod, release_patch
+from agent.waiting import event_within
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,10 @@ class GateHandler:
         self._wake.set()
         try:
             while True:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+                if await event_within(self._wake, TICK_SECONDS):
                     await asyncio.sleep(DEBOUNCE_SECONDS)
-                except TimeoutError:
-                    if not self._waiting:
-                        continue
+                elif not self._waiting:
+                    continue
                 self._wake.clear()
                 if self._state.synced:
                     await self.reconcile(time.time())

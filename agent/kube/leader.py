@@ -26,6 +26,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agent.waiting import within
+
 log = logging.getLogger(__name__)
 
 Lead = Callable[[], Coroutine[Any, Any, None]]
@@ -134,8 +136,8 @@ class LeaderElector:
     async def _attempt(self, call: Callable[[], bool]) -> bool:
         """One request round; any failure (refused, 5xx, timeout, conflict) is a plain False."""
         try:
-            # The thread's own request timeout ends it; wait_for bounds us even if it does not.
-            return await asyncio.wait_for(asyncio.to_thread(call), self._timeout * 2 + 1)
+            # The thread's own request timeout ends it; this bounds us even if it does not.
+            return await within(asyncio.to_thread(call), self._timeout * 2 + 1)
         except ApiException as exc:
             log.warning("lease request failed", extra={"lease": self._name, "status": exc.status})
         except TimeoutError:

@@ -18,6 +18,7 @@ from agent.controller.state import ClusterState
 from agent.kube.aggregator import StatusAggregator
 from agent.kube.client import load_configuration
 from agent.readiness.node_report import SHA_PREFIX, NodeReport
+from agent.waiting import within
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.conftest import apply_profile, profile_object
 from tests.integration.profiles import DENY_MKDIR
@@ -94,7 +95,7 @@ def test_an_unreachable_api_at_start_ends_the_run_promptly(crd: Cluster, namespa
         aggregator = StatusAggregator(client.ApiClient(configuration), state, ControllerMetrics())
         started = time.monotonic()
         with pytest.raises(Exception, match=r"(?i)refused|connect"):
-            await asyncio.wait_for(aggregator.run(), 15)
+            await within(aggregator.run(), 15)
         assert time.monotonic() - started < 12
 
     asyncio.run(scenario())
