@@ -3,15 +3,14 @@ per-profile or per-syscall labels), so cardinality stays bounded on any cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from agent import __version__
 from agent.catalog import NodeState
+from agent.process_metrics import PREFIX, ProcessMetrics
 
-PREFIX = "seccomp_sync"
 COMMON_WRITE_FAILURES = ("EROFS", "ENOSPC", "EMFILE", "EACCES", "UnsafePath")
 # Event received to file durable: sub-millisecond when warm, up to seconds on a cold start.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -90,28 +89,11 @@ class Metrics:
         )
         # The usual reasons exist from the start (at 0), so dashboards and alerts see a series.
         self.set_write_failures(dict.fromkeys(COMMON_WRITE_FAILURES, 0))
-        self.component_failures = Counter(
-            f"{PREFIX}_component_failures_total",
-            "Unexpected failures of a long-lived part of the agent, each followed by a restart.",
-            ["component"],
-            registry=r,
-        )
-        self.build_info = Gauge(
-            f"{PREFIX}_build_info",
-            "Build information; the value is always 1.",
-            ["version"],
-            registry=r,
-        )
-        self.build_info.labels(version=__version__).set(1)
+        self.process = ProcessMetrics(r, "agent")
 
     def set_profile_counts(self, counts: dict[NodeState, int]) -> None:
         for state in NodeState:
             self.profiles.labels(state=state.value.lower()).set(counts.get(state, 0))
-
-    def watch_components(self, names: Iterable[str]) -> None:
-        """Export a failure count of 0 for each supervised part from the start."""
-        for name in names:
-            self.component_failures.labels(component=name)
 
     def set_write_failures(self, counts: Mapping[str, int]) -> None:
         # Reasons that cleared drop to zero rather than vanishing, so alerts see them resolve.

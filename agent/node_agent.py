@@ -229,7 +229,7 @@ class NodeAgent:
     def event_handling_failed(self, component: str) -> None:
         """Call from an `except` block: an event was lost to a bug or a transient fault."""
         log.exception("could not handle an event; resyncing soon", extra={"component": component})
-        self.metrics.component_failures.labels(component=component).inc()
+        self.metrics.process.component_failed(component)
         if self._retry_resync is None:
             self._retry_resync = asyncio.get_running_loop().call_later(
                 EVENT_FAILURE_RESYNC_SECONDS, self._resync_after_failure

@@ -64,7 +64,7 @@ async def serve(settings: Settings) -> None:
     await asyncio.to_thread(store.ensure_managed_dir)
     metrics = Metrics()
     supervisor = Supervisor(
-        lambda name: metrics.component_failures.labels(component=name).inc(),
+        metrics.process.component_failed,
         expected=api_unavailable,
     )
     with Compiler() as compiler:
@@ -100,7 +100,7 @@ async def serve(settings: Settings) -> None:
         supervisor.add("drift-watcher", drift.run, liveness=lambda: drift.needs_restart)
         supervisor.add("resync", agent.resync_forever)
 
-        metrics.watch_components([*supervisor.components, "profile-events", "pod-events"])
+        metrics.process.watch_components([*supervisor.components, "profile-events", "pod-events"])
         app = build_app(metrics.registry, agent.not_ready_reason, supervisor.problems)
         http, port = await start_server(app, settings.http_host, settings.http_port)
         parts = asyncio.create_task(supervisor.run(), name="supervisor")

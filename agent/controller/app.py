@@ -82,7 +82,7 @@ async def serve(settings: ControllerSettings) -> None:
     metrics = ControllerMetrics()
     state = ClusterState()
     supervisor = Supervisor(
-        on_failure=lambda part: metrics.component_failures.labels(component=part).inc(),
+        on_failure=metrics.process.component_failed,
         # An unreachable API is waited out, never held against liveness (as in the agent).
         expected=api_unavailable,
     )
@@ -171,6 +171,7 @@ async def serve(settings: ControllerSettings) -> None:
             await runner.cleanup()
 
     supervisor.add("http", serve_http)
+    metrics.process.watch_components(supervisor.components)
     log.info(
         "seccomp-sync controller starting",
         extra={

@@ -10,9 +10,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from agent import __version__
+from agent.process_metrics import PREFIX, ProcessMetrics
 
-PREFIX = "seccomp_sync"
 GATE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
@@ -84,20 +83,7 @@ class ControllerMetrics:
             buckets=GATE_BUCKETS,
             registry=r,
         )
-        self.component_failures = Counter(
-            f"{PREFIX}_component_failures_total",
-            "Unexpected failures of a long-lived part of the controller, each followed by a "
-            "restart.",
-            ["component"],
-            registry=r,
-        )
-        self.build_info = Gauge(
-            f"{PREFIX}_build_info",
-            "Build information; the value is always 1.",
-            ["version"],
-            registry=r,
-        )
-        self.build_info.labels(version=__version__).set(1)
+        self.process = ProcessMetrics(r, "controller")
 
     def observe_profile(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         labels = {"namespace": namespace, "profile": name}

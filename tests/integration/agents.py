@@ -1,4 +1,5 @@
-"""Run real agents (`python -m agent run`) as processes against the test control plane."""
+"""Run real agents (`python -m agent run`) as processes against the test control plane; the
+process handling is shared with the controller's (tests/integration/controller.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.nodes import delete_node, register_node
@@ -42,38 +43,30 @@ def wait_for(
         time.sleep(interval)
 
 
-class AgentProcess:
-    def __init__(
-        self, cluster: Cluster, node: str, root: Path, log_path: Path, *extra: str
-    ) -> None:
+class ServedProcess:
+    """One `python -m agent COMMAND` process serving its HTTP port on 127.0.0.1, logging JSON
+    to `log_path`; subclasses say which command and arguments."""
+
+    what = "process"
+
+    def __init__(self, cluster: Cluster, log_path: Path, extra: tuple[str, ...]) -> None:
         self.cluster = cluster
-        self.node = node
-        self.root = root
         self.port = free_port()
         self.log_path = log_path
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def managed_dir(self) -> Path:
-        return self.root / "seccomp-sync"
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
-    def profile_path(self, namespace: str, name: str) -> Path:
-        return self.managed_dir / namespace / f"{name}.json"
-
-    def start(self) -> AgentProcess:
-        self.root.mkdir(parents=True, exist_ok=True)
+    def start(self) -> Self:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "agent",
-                "run",
-                "--node-name",
-                self.node,
-                "--root",
-                str(self.root),
+                *self.command(),
                 "--kubeconfig",
                 str(self.cluster.kubeconfig),
                 "--http-host",
@@ -100,22 +93,33 @@ class AgentProcess:
         except OSError:
             return 0, ""
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def scrape(self, name: str) -> float | None:
+        """The sum of a metric's samples (all label sets), or None when the port does not
+        answer."""
+        status, text = self.http("/metrics")
+        if status != 200:
+            return None
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_ready(self, timeout: float = 30.0) -> Self:
         def ready() -> bool:
             self.assert_running()
             return self.http("/readyz")[0] == 200
 
         try:
-            wait_for(ready, timeout, what=f"agent {self.node} /readyz")
+            wait_for(ready, timeout, what=f"{self.what} /readyz")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.log_tail()}") from None
+        return self
 
     def assert_running(self) -> None:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(
-                f"agent {self.node} exited {self.process.returncode}\n{self.log_tail()}"
-            )
+            raise AssertionError(f"{self.what} exited {self.process.returncode}\n{self.log_tail()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         assert self.process is not None
@@ -142,14 +146,33 @@ class AgentProcess:
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+
+class AgentProcess(ServedProcess):
+    def __init__(
+        self, cluster: Cluster, node: str, root: Path, log_path: Path, *extra: str
+    ) -> None:
+        super().__init__(cluster, log_path, extra)
+        self.node = node
+        self.root = root
+        self.what = f"agent {node}"
+
+    @property
+    def managed_dir(self) -> Path:
+        return self.root / "seccomp-sync"
+
+    def profile_path(self, namespace: str, name: str) -> Path:
+        return self.managed_dir / namespace / f"{name}.json"
+
+    def command(self) -> list[str]:
+        return ["run", "--node-name", self.node, "--root", str(self.root)]
+
+    def start(self) -> Self:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return super().start()
+
     def metric(self, name: str) -> float:
-        """Sum of a metric's samples on /metrics (all label sets)."""
-        _, text = self.http("/metrics")
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        """Sum of a metric's samples on /metrics (all label sets); 0 when it does not answer."""
+        return self.scrape(name) or 0.0
 
 
 @contextmanager

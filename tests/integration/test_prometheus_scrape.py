@@ -307,6 +307,10 @@ def test_dashboard_and_alerts_read_what_the_agent_and_controller_export(
     assert status == 200
     controller_status, controller_exposition = controller.http("/metrics")
     assert controller_status == 200
+    # Every supervised part of both processes has its failure series from the start, at 0 here,
+    # so SeccompSyncComponentFailing has something to evaluate before the first failure.
+    for process, part in [(exposition, "syncer"), (controller_exposition, "elector")]:
+        assert f'seccomp_sync_component_failures_total{{component="{part}"}} 0.0' in process
     exported = exported_names(exposition) | exported_names(controller_exposition) | SCRAPE_SERIES
     problems: list[str] = []
 
