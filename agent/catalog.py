@@ -146,7 +146,13 @@ class ProfileCatalog:
                 yield key, status
 
     def count_by_state(self) -> Counter[NodeState]:
-        return Counter(status.state for _, status in self.statuses())
+        # Unsorted, unlike statuses(): this runs after every burst of changes.
+        counts: Counter[NodeState] = Counter()
+        for key in self.known_keys():
+            status = self.status_of(key)
+            if status is not None:
+                counts[status.state] += 1
+        return counts
 
 
 WriteFailure = tuple[str, str]

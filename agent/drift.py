@@ -22,7 +22,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from agent.catalog import ProfileKey
@@ -37,6 +48,20 @@ from agent.waiting import event_within
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 1.0
+# What can change a managed file: written, chmod-ed, created, deleted, renamed in or out (and
+# the same for directories). Opens and closes are left out of the inotify mask: every write of
+# ours and every read (the kubelet's, at each container start) would otherwise wake watchdog's
+# threads several times for nothing; at a 10,000-profile cold start that was 4.7 s of CPU.
+DRIFT_EVENTS = (
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,  # chmod, chown
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+)
 
 
 def key_of(managed_dir: Path, path: str) -> ProfileKey | None:
@@ -67,8 +92,6 @@ class _Forwarder(FileSystemEventHandler):
         self._wake = wake
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write", "closed"):
-            return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             path = raw if isinstance(raw, str) else raw.decode()
             if path and Path(path) == self._managed_dir:
@@ -183,6 +206,7 @@ class DriftWatcher:
             _Forwarder(self.managed_dir, loop, self._notify, self._wake),
             str(self.managed_dir),
             recursive=True,
+            event_filter=list(DRIFT_EVENTS),
         )
         observer.daemon = True
         observer.start()
