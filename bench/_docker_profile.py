@@ -2,8 +2,8 @@
 
 Docker's profile format gates rules on capabilities, architectures and kernel versions
 (`includes`/`excludes`) and maps a machine to its sub-architectures (`archMap`). Docker resolves
-all of that when it starts a container; this does the same for one container configuration, as
-moby's profiles/seccomp/seccomp_linux.go does, so the result is the filter runc really loads.
+all of that when it starts a container; `agent.convert.docker` does the same for one container
+configuration, so the result is the filter runc really loads.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from agent.convert.docker import DEFAULT_CONTAINER_CAPABILITIES
+from agent.convert.docker import DEFAULT_CONTAINER_CAPABILITIES, Target, resolve
 
 # The capabilities Docker grants a container by default (moby oci/caps/defaults.go): the same
 # set the converter resolves Docker profiles for.
@@ -50,56 +50,12 @@ def docker_to_oci(
     capabilities: Collection[str] = DOCKER_DEFAULT_CAPABILITIES,
     kernel: tuple[int, int] = (6, 1),
 ) -> dict[str, Any]:
-    """The OCI profile Docker would pass to runc for a container with these capabilities."""
-    oci: dict[str, Any] = {"defaultAction": profile["defaultAction"]}
-    if "defaultErrnoRet" in profile:
-        oci["defaultErrnoRet"] = profile["defaultErrnoRet"]
-    architectures = _architectures(profile, go_arch)
-    if architectures:
-        oci["architectures"] = architectures
-    oci["syscalls"] = [
-        {
-            key: value
-            for key, value in rule.items()
-            if key in ("names", "action", "errnoRet", "args")
-        }
-        for rule in profile.get("syscalls", [])
-        if _applies(rule, go_arch, frozenset(capabilities), kernel)
-    ]
-    return oci
+    """The OCI profile Docker would pass to runc for a container with these capabilities,
+    resolved by the project's own converter (`seccomp-agent convert`)."""
+    target = Target(GO_TO_SECCOMP_ARCH[go_arch], frozenset(capabilities), kernel)
+    return resolve(profile, target).spec
 
 
 def moby_default_oci(go_arch: str = "amd64") -> dict[str, Any]:
     """Docker's default profile, resolved for a default container on `go_arch`."""
     return docker_to_oci(load_moby_default(), go_arch=go_arch)
-
-
-def _architectures(profile: Mapping[str, Any], go_arch: str) -> list[str]:
-    native = GO_TO_SECCOMP_ARCH.get(go_arch)
-    for entry in profile.get("archMap") or []:
-        if entry["architecture"] == native:
-            return [native, *(entry.get("subArchitectures") or [])]
-    return []
-
-
-def _applies(
-    rule: Mapping[str, Any], go_arch: str, capabilities: frozenset[str], kernel: tuple[int, int]
-) -> bool:
-    includes = rule.get("includes") or {}
-    excludes = rule.get("excludes") or {}
-    if go_arch in (excludes.get("arches") or []):
-        return False
-    if capabilities & set(excludes.get("caps") or []):
-        return False
-    if "minKernel" in excludes and kernel >= _version(excludes["minKernel"]):
-        return False
-    if includes.get("arches") and go_arch not in includes["arches"]:
-        return False
-    if not set(includes.get("caps") or []) <= capabilities:
-        return False
-    return not ("minKernel" in includes and kernel < _version(includes["minKernel"]))
-
-
-def _version(text: str) -> tuple[int, int]:
-    major, minor = text.split(".")[:2]
-    return int(major), int(minor)
