@@ -134,6 +134,17 @@ def gates_of(obj: dict[str, Any]) -> list[str]:
     return [g["name"] for g in obj["spec"].get("schedulingGates") or []]
 
 
+def create_app_pod_on_web(cluster: Cluster, namespace: str) -> None:
+    """Pod `app`, naming the profile `web`, on this test's nodes only."""
+    spec = pod(
+        namespace,
+        "app",
+        f"seccomp-sync/{namespace}/web.json",
+        nodeSelector={"seccompsync.io/test-group": namespace},
+    )
+    cluster.kubectl("create", "-f", "-", input=json.dumps(spec))
+
+
 def pods(cluster: Cluster, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
     args = ["get", "pods", "-n", namespace, "-o", "json"]
     if selector:
@@ -425,19 +436,7 @@ def test_missing_profile_keeps_the_pod_gated_with_an_event_until_it_exists(
                 gating_policy, namespace, tmp_path / "controller.log", "--grace-seconds", "1"
             )
         )
-        gating_policy.kubectl(
-            "create",
-            "-f",
-            "-",
-            input=json.dumps(
-                pod(
-                    namespace,
-                    "app",
-                    f"seccomp-sync/{namespace}/web.json",
-                    nodeSelector={"seccompsync.io/test-group": namespace},
-                )
-            ),
-        )
+        create_app_pod_on_web(gating_policy, namespace)
         messages = wait_for(
             lambda: events_for(gating_policy, namespace, "app"), what="an Event on the pod"
         )
@@ -505,19 +504,7 @@ def test_controller_killed_while_pods_wait_the_other_replica_releases_them(
             replica.wait_ready()
         leader = wait_for(lambda: next((r for r in replicas if r.leading()), None), what="a leader")
         (standby,) = [r for r in replicas if r is not leader]
-        gating_policy.kubectl(
-            "create",
-            "-f",
-            "-",
-            input=json.dumps(
-                pod(
-                    namespace,
-                    "app",
-                    f"seccomp-sync/{namespace}/web.json",
-                    nodeSelector={"seccompsync.io/test-group": namespace},
-                )
-            ),
-        )
+        create_app_pod_on_web(gating_policy, namespace)
         wait_for(
             lambda: events_for(gating_policy, namespace, "app"),
             what="the pod gated, with its Event",

@@ -49,9 +49,22 @@ def body(generation: int = 1) -> dict[str, Any]:
     }
 
 
-def api_reads() -> dict[str, Any]:
-    """The node agent's API reads, which nothing here needs: empty answers."""
-    return {"list_profiles": dict, "get_profile": lambda key: None, "list_pods": dict}
+def node_agent(
+    store: ProfileStore, compile_profile: Any, events: RecordedEvents | None = None
+) -> NodeAgent:
+    """A node agent on `store`; its API reads, which nothing here needs, answer empty."""
+    return NodeAgent(
+        node_name="node-1",
+        architectures=[X86_64],
+        catalog=ProfileCatalog(),
+        store=store,
+        metrics=Metrics(),
+        compile_profile=compile_profile,
+        events=events or RecordedEvents(),
+        list_profiles=dict,
+        get_profile=lambda key: None,
+        list_pods=dict,
+    )
 
 
 def worker_pids() -> set[int]:
@@ -90,16 +103,7 @@ def test_a_worker_killed_mid_compile_is_retried_and_never_reported_invalid(
             # The first compile hangs until killed; the retry finds the marker and compiles.
             return compiler.compile({**document, TEST_HOOK_KEY: hang_once}, architectures)
 
-        agent = NodeAgent(
-            node_name="node-1",
-            architectures=[X86_64],
-            catalog=ProfileCatalog(),
-            store=store,
-            metrics=Metrics(),
-            compile_profile=compile_profile,
-            events=events,
-            **api_reads(),
-        )
+        agent = node_agent(store, compile_profile, events)
         syncer = asyncio.create_task(agent.syncer.run())
         before = worker_pids()
         handling = asyncio.create_task(agent.on_profile_event("ADDED", body()))
@@ -137,16 +141,7 @@ def test_a_newer_generation_supersedes_a_pending_retry(tmp_path: Path) -> None:
                 return [ArchCompileResult(a, None, "killed", transient=True) for a in architectures]
             return compiler.compile(document, architectures)
 
-        agent = NodeAgent(
-            node_name="node-1",
-            architectures=[X86_64],
-            catalog=ProfileCatalog(),
-            store=store,
-            metrics=Metrics(),
-            compile_profile=compile_profile,
-            events=RecordedEvents(),
-            **api_reads(),
-        )
+        agent = node_agent(store, compile_profile)
         await agent.on_profile_event("ADDED", body(1))
         assert agent.compile_retries.pending() == {key}
         newer = body(2)
@@ -201,16 +196,7 @@ def test_a_trivial_profile_gets_its_verdict_while_expensive_ones_still_compile(
         return compiler.compile(document, architectures)
 
     async def scenario(compiler: Compiler) -> list[str]:
-        agent = NodeAgent(
-            node_name="node-1",
-            architectures=[X86_64],
-            catalog=ProfileCatalog(),
-            store=store,
-            metrics=Metrics(),
-            compile_profile=slow_when_expensive,
-            events=RecordedEvents(),
-            **api_reads(),
-        )
+        agent = node_agent(store, slow_when_expensive)
         done: list[str] = []
 
         async def handle(event: dict[str, Any]) -> None:
