@@ -32,6 +32,8 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 # A few writes in flight: a cold start of 10,000 profiles is not 10,000 round trips in a row,
 # and the API server is not flooded either.
 PARALLEL_WRITES = 8
+# A recount of every profile is written this many at a time, with newer changes in between.
+RECOUNT_CHUNK = 256
 
 
 # Adds to a profile's status what other reports know (the tenant policy report): view, status,
@@ -105,15 +107,33 @@ class StatusAggregator:
             self._metrics.clear_profile_metrics()
 
     async def _flush(self) -> None:
+        """Write what changed. A recount of every profile (a node came, went or finished its
+        first sync) goes in chunks, and profiles that changed themselves meanwhile go first: a
+        new profile's Ready must not wait behind thousands of `nodesExpected` updates."""
+        for gone in set(self._written) - set(self._state.profiles):
+            self._written.pop(gone, None)
+            self._metrics.forget_profile(gone.namespace, gone.name)
+        recount = sorted(self._state.profiles) if self._all_dirty else []
+        self._all_dirty = False
+        written_first: set[ProfileKey] = set()
+        position = 0
+        while True:
+            urgent, self._dirty = self._dirty, set()
+            if urgent:
+                written_first |= urgent
+                await self._write_statuses(urgent)
+            elif position < len(recount):
+                chunk = set(recount[position : position + RECOUNT_CHUNK]) - written_first
+                position += RECOUNT_CHUNK
+                await self._write_statuses(chunk)
+            else:
+                return
+
+    async def _write_statuses(self, keys: set[ProfileKey]) -> None:
         views = dict(self._state.profiles)
         reports = dict(self._state.reports)
         waiting = dict(self._waiting())
-        keys = set(views) if self._all_dirty else self._dirty & set(views)
-        self._all_dirty = False
-        self._dirty.clear()
-        for gone in set(self._written) - set(views):
-            self._written.pop(gone, None)
-            self._metrics.forget_profile(gone.namespace, gone.name)
+        keys &= set(views)
         previous = {key: self._written.get(key) or {} for key in keys}
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         statuses = await asyncio.to_thread(

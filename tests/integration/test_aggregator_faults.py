@@ -15,7 +15,7 @@ from agent.catalog import ProfileKey
 from agent.controller.metrics import ControllerMetrics
 from agent.controller.profiles import profile_view
 from agent.controller.state import ClusterState
-from agent.kube.aggregator import StatusAggregator
+from agent.kube.aggregator import PARALLEL_WRITES, RECOUNT_CHUNK, StatusAggregator
 from agent.kube.client import load_configuration
 from agent.readiness.node_report import SHA_PREFIX, NodeReport
 from agent.waiting import within
@@ -99,3 +99,53 @@ def test_an_unreachable_api_at_start_ends_the_run_promptly(crd: Cluster, namespa
         assert time.monotonic() - started < 12
 
     asyncio.run(scenario())
+
+
+def test_a_new_profile_is_written_before_a_recount_of_every_profile_ends(
+    crd: Cluster, namespace: str
+) -> None:
+    """A node that joins changes every profile's `nodesExpected`; with thousands of profiles
+    that recount takes a while, and a profile created meanwhile must not wait for all of it."""
+    count = 1500  # never created: their status writes answer 404 at once
+    state = ClusterState()
+    state.replace_profiles(
+        profile_view(profile_object(namespace, f"p{i:04d}", DENY_MKDIR)) for i in range(count)
+    )
+    state.replace_reports([NodeReport("n1", True, {}, {})])
+    apply_profile(crd, namespace, "zz-new", DENY_MKDIR)
+    got = crd.kubectl("get", "scmp", "zz-new", "-n", namespace, "-o", "json")
+    new_body = json.loads(got.stdout)
+    new_key = ProfileKey(namespace, "zz-new")
+    written: list[ProfileKey] = []
+
+    async def scenario() -> tuple[int, int]:
+        aggregator = StatusAggregator(api_for(crd), state, ControllerMetrics())
+        patch = aggregator._patch_status
+
+        def recording(key: ProfileKey, status: dict[str, object]) -> bool:
+            written.append(key)
+            return patch(key, status)
+
+        aggregator._patch_status = recording  # type: ignore[method-assign]
+        task = asyncio.create_task(aggregator.run())
+        try:
+            await until(lambda: len(written) >= count, 60, "the first pass")
+            await asyncio.sleep(1)
+            state.put_report(NodeReport("n2", True, {}, {}))  # a node joined: recount all
+            recount_start = len(written)
+            await until(lambda: len(written) >= recount_start + 100, 60, "the recount under way")
+            added_at = len(written)
+            state.put_profile(profile_view(new_body))
+            await until(lambda: new_key in written, 60, "the new profile's status")
+            await until(lambda: len(written) >= recount_start + count + 1, 60, "the recount")
+            return written.index(new_key) - added_at, len(written) - recount_start
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    waited_behind, recount_writes = asyncio.run(scenario())
+    # At most the chunk in progress (and the writes already in flight) goes before it.
+    assert waited_behind <= RECOUNT_CHUNK + PARALLEL_WRITES, waited_behind
+    assert recount_writes >= count + 1  # and the recount still covers every profile
+    status = json.loads(crd.kubectl("get", "scmp", "zz-new", "-n", namespace, "-o", "json").stdout)
+    assert status["status"]["nodesExpected"] == 2
