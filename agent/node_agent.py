@@ -495,12 +495,15 @@ class NodeAgent:
         bases before their children, without touching the children's objects."""
         for child in self.bases.dependents(key):
             body, known = self.bases.body_of(child), self.catalog.records.get(child)
-            if body is None or known is None:
+            if body is None:
                 continue
+            # A child with no record yet is being validated against the old base right now:
+            # validate it again, so that the newer validation is the one that lands.
+            meta = body.get("metadata", {})
+            uid = known.uid if known else str(meta.get("uid", ""))
+            generation = known.generation if known else int(meta.get("generation") or 0)
             try:
-                validated = await self._validate_latest(
-                    child, known.uid, known.generation, dict(body)
-                )
+                validated = await self._validate_latest(child, uid, generation, dict(body))
             except TransientCompileError:
                 # No verdict: try the whole fan-out again shortly (the children keep their files).
                 log.warning(
@@ -513,7 +516,7 @@ class NodeAgent:
             if validated is None:
                 continue
             record = self.catalog.accept(validated)
-            changed_errors = not record.valid and record.errors != known.errors
+            changed_errors = not record.valid and (known is None or record.errors != known.errors)
             if changed_errors and not self._base_may_still_come(record):
                 self._report_invalid(record)
             if record != known:

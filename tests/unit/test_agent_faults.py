@@ -12,6 +12,7 @@ import errno
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -439,3 +440,37 @@ def _pod(uid: str, namespace: str, profile: str) -> dict[str, Any]:
             "containers": [{"name": "c", "image": "x"}],
         },
     }
+
+
+def test_a_child_applied_with_its_base_is_rendered_once_the_base_lands(harness: Harness) -> None:
+    """CI: `kubectl apply` of a base and its child in a row left the child Invalid
+    (BaseNotFound) for good when the base's validation landed while the child's, started
+    before the base was known, was still running."""
+
+    async def scenario() -> None:
+        h = harness
+        task = await started(h)
+        child = ProfileKey("default", "child")
+        validate = h.agent._validate
+
+        def slow_for_the_child(key: ProfileKey, *args: Any, **kwargs: Any) -> Any:
+            if key == child:
+                time.sleep(0.3)  # a busy lane: the base lands before this finishes
+            return validate(key, *args, **kwargs)
+
+        h.agent._validate = slow_for_the_child  # type: ignore[method-assign]
+        base_body = h.api.put("default", "base", spec())
+        log_chmod = [{"names": ["chmod"], "action": "SCMP_ACT_LOG"}]
+        child_spec = {"baseProfileName": "base", "syscalls": log_chmod}
+        child_body = h.api.put("default", "child", child_spec)
+        await asyncio.gather(
+            h.agent.on_profile_event("ADDED", base_body),
+            h.agent.on_profile_event("ADDED", child_body),
+        )
+        await h.until(lambda: h.agent.catalog.records[child].valid, "the child valid")
+        child_file = h.root / "seccomp-sync" / "default" / "child.json"
+        await h.until(child_file.exists, "the child's file on disk")
+        assert b"SCMP_ACT_LOG" in child_file.read_bytes()
+        task.cancel()
+
+    run(scenario())
