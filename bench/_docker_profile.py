@@ -2,8 +2,8 @@
 
 Docker's profile format gates rules on capabilities, architectures and kernel versions
 (`includes`/`excludes`) and maps a machine to its sub-architectures (`archMap`). Docker resolves
-all of that when it starts a container; `agent.convert.docker` does the same for one container
-configuration, so the result is the filter runc really loads.
+all of that when it starts a container; `agent.profiles.convert.docker` does the same for one
+container configuration, so the result is the filter runc really loads.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from agent.convert.docker import DEFAULT_CONTAINER_CAPABILITIES, Target, resolve
+from agent.profiles.convert.docker import DEFAULT_CONTAINER_CAPABILITIES, Target, resolve
 
 # The capabilities Docker grants a container by default (moby oci/caps/defaults.go): the same
 # set the converter resolves Docker profiles for.

@@ -19,7 +19,7 @@ from typing import Any
 
 from kubernetes import client
 
-from agent.model import API_GROUP, API_VERSION, PLURAL
+from agent.api.model import API_GROUP, API_VERSION, PLURAL
 from bench.cluster import (
     api,
     apiserver_counters,

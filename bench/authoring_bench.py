@@ -29,11 +29,11 @@ from typing import Any, Final
 
 import yaml
 
-from agent.base_graph import walk_chain
-from agent.base_resolution import resolve_base
-from agent.catalog import ProfileKey
-from agent.validation.compiler import Compiler
-from agent.validation.syscall_names import native_architecture
+from agent.api.keys import ProfileKey
+from agent.profiles.base_graph import walk_chain
+from agent.profiles.base_resolution import resolve_base
+from agent.seccomp.compiler import Compiler
+from agent.seccomp.syscalls import native_architecture
 from agent.validation.validate import validate_resource
 
 MOBY: Final = "runtime/default@moby-2026-06-30"

@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from agent.model import API_GROUP, API_VERSION, PLURAL
+from agent.api.model import API_GROUP, API_VERSION, PLURAL
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.crds import install_crds
 

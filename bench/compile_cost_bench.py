@@ -3,9 +3,9 @@
 Run from the repository root: `python -m bench.compile_cost_bench [--timeout S] [--json]`.
 One row per profile shape (rules, arguments per rule, names per rule, the same syscall repeated
 with different arguments, comparison operators, architectures), plus the real-world profiles the
-README names. Each shape is compiled through `agent.validation.compiler.Compiler` (the worker
+README names. Each shape is compiled through `agent.seccomp.compiler.Compiler` (the worker
 round trip included; the best of a few runs, since other work shares the machine) and estimated
-by `agent.validation.cost.estimate`. The constants in cost.py are an upper envelope of these rows;
+by `agent.seccomp.cost.estimate`. The constants in cost.py are an upper envelope of these rows;
 rerun this after a libseccomp upgrade and raise them where `measured` beats `estimate`.
 """
 
@@ -21,9 +21,9 @@ from typing import Any, Final
 
 import yaml
 
-from agent.validation.compiler import Compiler
-from agent.validation.cost import COMPILE_BUDGET_SECONDS, estimate
-from agent.validation.syscall_names import libseccomp_knows, names_on
+from agent.seccomp.compiler import Compiler
+from agent.seccomp.cost import COMPILE_BUDGET_SECONDS, estimate
+from agent.seccomp.syscalls import libseccomp_knows, names_on
 from bench._docker_profile import (
     REPO_ROOT,
     docker_to_oci,

@@ -32,10 +32,10 @@ from typing import Any
 import yaml
 from kubernetes import client, watch
 
+from agent.api.model import API_GROUP, API_VERSION
+from agent.api.node_report import SHA_PREFIX
+from agent.controller.gated_pods import GATE
 from agent.controller.profiles import profile_view
-from agent.gating.pods import GATE
-from agent.model import API_GROUP, API_VERSION
-from agent.readiness.node_report import SHA_PREFIX
 from bench.cluster import (
     api,
     apiserver_counters,

@@ -33,11 +33,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from agent.catalog import ProfileCatalog
-from agent.metrics import Metrics
-from agent.node_agent import NodeAgent
-from agent.store import ProfileStore
-from agent.validation.compiler import Compiler
+from agent.node.agent import NodeAgent
+from agent.node.catalog import ProfileCatalog
+from agent.node.metrics import Metrics
+from agent.node.store import ProfileStore
+from agent.seccomp.compiler import Compiler
 
 X86_64: Final = "SCMP_ARCH_X86_64"
 

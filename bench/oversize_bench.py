@@ -24,7 +24,7 @@ from typing import Any
 
 from kubernetes import client
 
-from agent.model import API_GROUP, API_VERSION, KIND, PLURAL
+from agent.api.model import API_GROUP, API_VERSION, KIND, PLURAL
 from bench.cluster import api, control_plane, create_profiles, new_namespace, process_tree_stats
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess

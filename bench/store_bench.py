@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agent.store import ProfileStore, WriteOutcome
+from agent.node.store import ProfileStore, WriteOutcome
 
 NAMESPACE = "bench"
 NAME = "profile"

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.model import API_GROUP, API_VERSION, PLURAL, OciSeccomp
-from agent.tenancy.policy import parse_policy, profile_violations
-from agent.tenancy.runtime_default import runtime_default_allowed
+from agent.api.model import API_GROUP, API_VERSION, PLURAL, OciSeccomp
+from agent.profiles.tenancy.policy import parse_policy, profile_violations
+from agent.profiles.tenancy.runtime_default import runtime_default_allowed
 from tests.tenancy.cases import RESTRICTED, policy_object
 
 REPO = Path(__file__).resolve().parents[1]

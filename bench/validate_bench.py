@@ -1,7 +1,7 @@
 """Time the libseccomp compile step: Docker's default profile, and many distinct profiles.
 
 Run from the repository root: `python -m bench.validate_bench [--runs N] [--profiles N] [--json]`.
-Every figure goes through `agent.validation.compiler.Compiler`, i.e. includes the round trip to
+Every figure goes through `agent.seccomp.compiler.Compiler`, i.e. includes the round trip to
 its worker process. To add a row, add a `Benchmark` to `benchmarks()`.
 """
 
@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from agent.validation.compiler import ArchCompileResult, Compiler
-from agent.validation.findings import ValidationReport
-from agent.validation.syscall_names import libseccomp_knows, names_on
+from agent.api.findings import ValidationReport
+from agent.seccomp.compiler import ArchCompileResult, Compiler
+from agent.seccomp.syscalls import libseccomp_knows, names_on
 from agent.validation.validate import validate_spec
 from bench._docker_profile import moby_default_oci
 

@@ -1,1 +1,2 @@
-"""`seccomp-agent controller`: status aggregation and scheduling gates, apart from the nodes."""
+"""The controller (`seccomp-agent controller`, elected): profile status from the node reports,
+and the release of pods held at the scheduling gate."""

@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.catalog import ProfileKey
+from agent.api.keys import ProfileKey
+from agent.controller.gate_decision import ProfileReadiness, Release, decide, readiness
+from agent.controller.gated_pods import GatedPod, release_patch
 from agent.controller.metrics import ControllerMetrics
 from agent.controller.state import ClusterState, waiting_counts
-from agent.gating.decide import ProfileReadiness, Release, decide, readiness
-from agent.gating.pods import GatedPod, release_patch
-from agent.waiting import event_within
+from agent.runtime.waiting import event_within
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.base_graph import BaseGraph
-from agent.base_resolution import BaseState, resolve_base
-from agent.catalog import ProfileKey
-from agent.compose import ResolvedBase
-from agent.model import OciSeccomp
-from agent.readiness.profile_status import ProfileView
-from agent.render import render
-from agent.validation.syscall_names import native_architecture
+from agent.api.keys import ProfileKey
+from agent.api.model import OciSeccomp
+from agent.controller.profile_status import ProfileView
+from agent.profiles.base_graph import BaseGraph
+from agent.profiles.base_resolution import BaseState, resolve_base
+from agent.profiles.compose import ResolvedBase
+from agent.profiles.render import render
+from agent.seccomp.syscalls import native_architecture
 from agent.validation.validate import ResolveBaseFn, validate_resource
 
 

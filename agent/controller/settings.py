@@ -8,9 +8,8 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
-from agent.settings import LogFormat, SettingsError
+from agent.runtime.settings import LogFormat, SettingsError, log_format
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_GRACE_SECONDS = 120.0
@@ -75,9 +74,6 @@ def build_controller_settings(
     kubeconfig = args.kubeconfig or (
         Path(environ["KUBECONFIG"]) if environ.get("KUBECONFIG") else None
     )
-    log_format = args.log_format or environ.get("SECCOMP_SYNC_LOG_FORMAT", "text")
-    if log_format not in ("text", "json"):
-        raise SettingsError(f"SECCOMP_SYNC_LOG_FORMAT must be text or json, not {log_format!r}")
     identity = args.identity or environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     return ControllerSettings(
         identity=identity,
@@ -90,6 +86,6 @@ def build_controller_settings(
         renew_deadline=args.renew_deadline,
         retry_seconds=args.retry_seconds,
         grace_seconds=args.grace_seconds,
-        log_format=cast(LogFormat, log_format),
+        log_format=log_format(args, environ),
         log_level=args.log_level.upper(),
     )

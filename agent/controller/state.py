@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from agent.catalog import ProfileKey
-from agent.gating.pods import GatedPod
-from agent.readiness.node_report import NodeReport
-from agent.readiness.profile_status import ProfileView
+from agent.api.keys import ProfileKey
+from agent.api.node_report import NodeReport
+from agent.controller.gated_pods import GatedPod
+from agent.controller.profile_status import ProfileView
 
 Listener = Callable[[set[ProfileKey] | None], None]
 

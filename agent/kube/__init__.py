@@ -1,1 +1,2 @@
-"""The only code that talks to the Kubernetes API: kopf handlers, events, listings, status."""
+"""Kubernetes plumbing with no domain in it: the client and its timeouts, paged listing,
+list-watch, leader election and Events. Imports nothing of seccomp-sync above it."""

@@ -1,4 +1,4 @@
-"""Kubernetes Events on SeccompProfile objects, readable in `kubectl describe`."""
+"""Kubernetes Events on objects of one kind, readable in `kubectl describe`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import secrets
 from kubernetes import client
 
 from agent.kube.client import REQUEST_TIMEOUT
-from agent.model import API_GROUP, API_VERSION, KIND
 
 log = logging.getLogger(__name__)
-COMPONENT = "seccomp-sync-agent"
 MAX_MESSAGE = 1024  # the API server refuses longer event messages
 
 
@@ -22,13 +20,18 @@ class EventRecorder:
     def __init__(
         self,
         api: client.ApiClient,
+        *,
+        api_version: str,
+        kind: str,
         instance: str,
-        role: str = "node",
-        component: str = COMPONENT,
+        role: str,
+        component: str,
     ) -> None:
-        """`instance` is the node's name for an agent (`role` "node"), or the replica's for the
-        controller: messages start with "node NAME:" or "controller NAME:"."""
+        """Events about objects of `api_version`/`kind`; messages start with "ROLE INSTANCE:"
+        (say "node NAME:" or "controller NAME:"); `component` is the Event's source."""
         self._core = client.CoreV1Api(api)
+        self._api_version = api_version
+        self._kind = kind
         self._node = instance
         self._role = role
         self._component = component
@@ -51,8 +54,8 @@ class EventRecorder:
                 name=f"{name}.{secrets.token_hex(8)}", namespace=namespace
             ),
             involved_object=client.V1ObjectReference(
-                api_version=f"{API_GROUP}/{API_VERSION}",
-                kind=KIND,
+                api_version=self._api_version,
+                kind=self._kind,
                 name=name,
                 namespace=namespace,
                 uid=uid,

@@ -26,7 +26,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agent.waiting import within
+from agent.runtime.waiting import within
 
 log = logging.getLogger(__name__)
 

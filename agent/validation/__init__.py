@@ -1,1 +1,1 @@
-"""Validation of seccomp profiles: schema, semantics, syscall names and a real compile."""
+"""Validation of seccomp profiles: schema, semantics, syscall names, size and compile cost."""

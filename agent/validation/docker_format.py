@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from agent.validation.findings import Finding, error, warning
+from agent.api.findings import Finding, error, warning
 
 _TOP_LEVEL_HINTS: Final = {
     "archMap": "list the architectures in `architectures` instead (for example SCMP_ARCH_X86_64, "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator, Sequence
 
-from agent.model import OciSeccomp
-from agent.validation.findings import Finding, error, warning
-from agent.validation.syscall_names import ALL_SYSCALL_NAMES, libseccomp_knows, names_on
+from agent.api.findings import Finding, error, warning
+from agent.api.model import OciSeccomp
+from agent.seccomp.syscalls import ALL_SYSCALL_NAMES, libseccomp_knows, names_on
 
 
 def syscall_name_findings(

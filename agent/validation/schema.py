@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from agent.validation.findings import Finding, error
+from agent.api.findings import Finding, error
 
 _EMPTY_PROFILE = (
     "a profile needs defaultAction: runtimes treat a profile without one as no seccomp at all"

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from agent.model import (
+from agent.api.findings import Finding, error, warning
+from agent.api.model import (
     ACTIONS_WITH_ERRNO,
     MAX_TOTAL_ARGS,
     MAX_TOTAL_NAMES,
     OciSeccomp,
     SyscallRule,
 )
-from agent.validation.findings import Finding, error, warning
 
 NOTIFY = "SCMP_ACT_NOTIFY"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from agent.validation.findings import Finding, error
+from agent.api.findings import Finding, error
 
 # The largest spec the CRD's bounds allow is about 230 KB of JSON (see the CRD's size rules and
 # tests/unit/test_profile_size.py); a real profile is a few KB (Docker's default: 6 KB).

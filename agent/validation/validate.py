@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from agent.compose import ResolvedBase, compose
-from agent.model import (
+from agent.api.findings import Finding, ValidationReport, error
+from agent.api.model import (
     API_GROUP,
     API_VERSION,
     DNS1123_LABEL_MAX,
@@ -23,11 +23,11 @@ from agent.model import (
     OciSeccomp,
     ProfileSpec,
 )
-from agent.render import oci_document
-from agent.validation.compiler import ArchCompileResult, TransientCompileError
-from agent.validation.cost import budget_findings, estimate
+from agent.profiles.compose import ResolvedBase, compose
+from agent.profiles.render import oci_document
+from agent.seccomp.compiler import ArchCompileResult, TransientCompileError
+from agent.seccomp.cost import budget_findings, estimate
 from agent.validation.docker_format import docker_format_findings, strip_inert_docker_keys
-from agent.validation.findings import Finding, ValidationReport, error
 from agent.validation.names import syscall_name_findings
 from agent.validation.schema import schema_findings
 from agent.validation.semantics import semantic_findings

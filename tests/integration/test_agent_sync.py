@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import OciSeccomp
-from agent.render import render
-from agent.store import temp_file_name
+from agent.api.model import OciSeccomp
+from agent.node.store import temp_file_name
+from agent.profiles.render import render
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, running_agent, wait_for
 from tests.integration.conftest import apply_profile, delete_profile, replace_profile

@@ -11,14 +11,14 @@ from collections.abc import Callable
 import pytest
 from kubernetes import client
 
-from agent.catalog import ProfileKey
+from agent.api.keys import ProfileKey
+from agent.api.node_report import SHA_PREFIX, NodeReport
+from agent.controller.aggregator import PARALLEL_WRITES, RECOUNT_CHUNK, StatusAggregator
 from agent.controller.metrics import ControllerMetrics
 from agent.controller.profiles import profile_view
 from agent.controller.state import ClusterState
-from agent.kube.aggregator import PARALLEL_WRITES, RECOUNT_CHUNK, StatusAggregator
 from agent.kube.client import load_configuration
-from agent.readiness.node_report import SHA_PREFIX, NodeReport
-from agent.waiting import within
+from agent.runtime.waiting import within
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.conftest import apply_profile, profile_object
 from tests.integration.profiles import DENY_MKDIR

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.builtin_bases import builtin_profile
-from agent.compose import compose
-from agent.model import OciSeccomp, ProfileSpec
-from agent.render import render
-from agent.validation.syscall_names import native_architecture
+from agent.api.model import OciSeccomp, ProfileSpec
+from agent.profiles.builtin_bases import builtin_profile
+from agent.profiles.compose import compose
+from agent.profiles.render import render
+from agent.seccomp.syscalls import native_architecture
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import running_agent, wait_for
 from tests.integration.conftest import (

@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from agent.model import OciSeccomp, is_dns_label
-from agent.render import render
+from agent.api.keys import is_dns_label
+from agent.api.model import OciSeccomp
+from agent.profiles.render import render
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, running_agent, wait_for
 from tests.integration.conftest import apply_profile, delete_profile

@@ -21,7 +21,9 @@ import kubernetes
 import pytest
 import yaml
 
-from agent.model import (
+from agent.api.keys import ProfileKey
+from agent.api.layout import localhost_profile
+from agent.api.model import (
     API_GROUP,
     API_VERSION,
     KIND,
@@ -30,7 +32,6 @@ from agent.model import (
     MAX_NAMES_PER_RULE,
     MAX_RULES,
     PLURAL,
-    relative_profile_path,
 )
 from tests.cluster.pytest_plugin import Cluster
 
@@ -247,7 +248,7 @@ def test_profile_round_trips_unchanged(crd: Cluster, namespace: str) -> None:
 
 def test_status_subresource_and_printer_columns(crd: Cluster, namespace: str) -> None:
     assert apply(crd, namespace, profile("nginx-strict")).returncode == 0
-    local = relative_profile_path(namespace, "nginx-strict")
+    local = localhost_profile(ProfileKey(namespace, "nginx-strict"))
     status = {
         "observedGeneration": 1,
         "localhostProfile": local,

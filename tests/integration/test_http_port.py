@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from agent.health import build_app, start_server
-from agent.http_server import HttpLimits, HttpServer, Response
+from agent.runtime.health import build_app, start_server
+from agent.runtime.http_server import HttpLimits, HttpServer, Response
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -314,8 +314,8 @@ _LOW_FD_SERVER = textwrap.dedent(
     """
     import asyncio, os, resource, sys, tempfile
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
-    from agent.health import build_app, start_server
-    from agent.http_server import HttpLimits
+    from agent.runtime.health import build_app, start_server
+    from agent.runtime.http_server import HttpLimits
 
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 

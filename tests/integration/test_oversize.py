@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from agent.model import API_GROUP, API_VERSION, KIND, PLURAL
+from agent.api.model import API_GROUP, API_VERSION, KIND, PLURAL
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import running_agent, wait_for
 from tests.integration.conftest import apply_profile

@@ -1,7 +1,7 @@
 """Tenant guardrails on the real API server: the ValidatingAdmissionPolicies of
 deploy/base/tenant-policy.yaml, parameterised by SeccompTenantPolicy objects, refuse exactly what
-agent/tenancy/policy.py refuses, with the same message, through server-side apply and through a
-client-side `kubectl apply --validate=false` (admission does not depend on the client)."""
+agent/profiles/tenancy/policy.py refuses, with the same message, through server-side apply and
+through a client-side `kubectl apply --validate=false` (admission does not depend on the client)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from agent.model import OciSeccomp
-from agent.tenancy.policy import parse_policy, pod_violations, profile_violations, selects
+from agent.api.model import OciSeccomp
+from agent.profiles.tenancy.policy import parse_policy, pod_violations, profile_violations, selects
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import wait_for
 from tests.integration.conftest import profile_object

@@ -1,4 +1,4 @@
-"""Inputs on which the Python policy (agent/tenancy/policy.py) and the API server's CEL
+"""Inputs on which the Python policy (agent/profiles/tenancy/policy.py) and the API server's CEL
 (deploy/base/tenant-policy.yaml) must agree: the unit tests check the Python verdicts, the
 integration tests feed the same cases to the real API server."""
 

@@ -4,7 +4,7 @@ The node agent, its syncer, drift watcher and resync run for real, under the rea
 writing to a real directory. What is scripted is what lies outside the core:
 - the API's answers (`ScriptedApi`): the objects that exist, the events the watch delivers (or
   loses), and errors of every class thrown at the listing and reading calls;
-- the filesystem's faults (`FaultyOs`): stands in for `os` inside `agent.store` only, so the
+- the filesystem's faults (`FaultyOs`): stands in for `os` inside `agent.node.store` only, so the
   store's own error handling runs on EROFS, ENOSPC, EMFILE or a call that hangs.
 The real API server and a real read-only mount are exercised by tests/integration/test_chaos.py.
 """
@@ -21,22 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import agent.store as store_module
-from agent.catalog import ProfileCatalog, ProfileKey
-from agent.drift import DriftWatcher
+import agent.node.store as store_module
+from agent.api.keys import ProfileKey
+from agent.api.model import OciSeccomp
 from agent.kube.client import api_unavailable
-from agent.metrics import Metrics
-from agent.model import OciSeccomp
-from agent.node_agent import NodeAgent, ObjectVersion, PodRefs
-from agent.render import render
-from agent.store import ProfileStore
-from agent.supervisor import Supervisor
+from agent.node.agent import NodeAgent, ObjectVersion, PodRefs
+from agent.node.catalog import ProfileCatalog
+from agent.node.drift import DriftWatcher
+from agent.node.metrics import Metrics
+from agent.node.store import ProfileStore
+from agent.profiles.render import render
+from agent.runtime.supervisor import Supervisor
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 
 
 class FaultyOs:
-    """`os` for agent.store, with switchable faults; everything else is the real call."""
+    """`os` for agent.node.store, with switchable faults; everything else is the real call."""
 
     def __init__(self) -> None:
         self.read_only = False  # like a read-only remount: every change fails with EROFS
@@ -266,7 +267,7 @@ class Harness:
 
 
 def install_faulty_os(harness: Harness) -> Callable[[], None]:
-    """Route agent.store's `os` through the harness's FaultyOs; returns the undo."""
+    """Route agent.node.store's `os` through the harness's FaultyOs; returns the undo."""
     store_module.os = harness.os  # type: ignore[assignment]
 
     def undo() -> None:

@@ -21,10 +21,10 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 
-import agent.syncer as syncer_module
-from agent.catalog import ProfileKey
+import agent.node.syncer as syncer_module
+from agent.api.keys import ProfileKey
 from agent.kube.client import api_unavailable
-from agent.store import StoreError
+from agent.node.store import StoreError
 from tests.unit.agent_harness import Harness, install_faulty_os, spec
 
 
@@ -412,7 +412,7 @@ def test_bookkeeping_does_not_grow_with_churn(harness: Harness) -> None:
 
 def test_the_batch_path_reports_store_errors_per_profile(tmp_path: Path) -> None:
     """write_many never raises: a failure of the whole batch is every profile's failure."""
-    from agent.store import ProfileStore
+    from agent.node.store import ProfileStore
 
     root = tmp_path / "root"
     root.mkdir()

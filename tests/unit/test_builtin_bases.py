@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from agent.base_graph import walk_chain
-from agent.base_resolution import resolve_base
-from agent.builtin_bases import BUILTINS, builtin_profile
-from agent.catalog import ProfileKey
-from agent.model import BASE_PROFILE_NAME_PATTERN
-from agent.validation.compiler import Compiler
+from agent.api.keys import ProfileKey
+from agent.api.model import BASE_PROFILE_NAME_PATTERN
+from agent.profiles.base_graph import walk_chain
+from agent.profiles.base_resolution import resolve_base
+from agent.profiles.builtin_bases import BUILTINS, builtin_profile
+from agent.seccomp.compiler import Compiler
 from agent.validation.validate import validate_resource
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def test_builtin_files_are_the_upstream_files_byte_for_byte(
     shared_profiles_dir: Path, name: str
 ) -> None:
     base = BUILTINS[name]
-    shipped = (REPO / "agent" / "builtin_bases" / "data" / base.file).read_bytes()
+    shipped = (REPO / "agent" / "profiles" / "builtin_bases" / "data" / base.file).read_bytes()
     assert shipped == (shared_profiles_dir / base.file).read_bytes()
     assert hashlib.sha256(shipped).hexdigest() == base.sha256
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -104,8 +104,8 @@ def test_installed_console_script_runs() -> None:
 
 _NO_DESCRIPTORS = """
 import resource, sys
-import agent.settings  # imported lazily by the CLI: load it while files can still be opened
-from agent.cli import main
+import agent.node.settings  # imported lazily by the CLI: load it while files can still be opened
+from agent.main import main
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (0, hard))  # the compile worker's pipes cannot open

@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from agent.validation._compile_worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
-from agent.validation.compiler import ArchCompileResult, Compiler, TransientCompileError
-from agent.validation.cost import Lane, estimate
+from agent.seccomp.compiler import ArchCompileResult, Compiler, TransientCompileError
+from agent.seccomp.cost import Lane, estimate
+from agent.seccomp.worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
 from agent.validation.validate import validate_spec
 from bench._docker_profile import moby_default_oci
 
 X86_64 = "SCMP_ARCH_X86_64"
 X86 = "SCMP_ARCH_X86"
 X32 = "SCMP_ARCH_X32"
-WORKER_SCRIPT_NAME = b"_compile_worker.py"
+WORKER_SCRIPT_NAME = b"agent/seccomp/worker.py"
 
 
 @pytest.fixture(scope="module")
@@ -385,9 +385,9 @@ def test_validation_raises_instead_of_reporting_a_transient_failure_as_invalid(
 
 _EMFILE_SCRIPT = """
 import json, resource, sys
-from agent.validation.compiler import Compiler
+from agent.seccomp.compiler import Compiler
 from agent.validation.validate import validate_spec
-from agent.validation.compiler import TransientCompileError
+from agent.seccomp.compiler import TransientCompileError
 
 rules = [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
 oci = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": rules}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.model import MAX_ERRNO
-from agent.validation.compiler import Compiler
+from agent.api.model import MAX_ERRNO
+from agent.seccomp.compiler import Compiler
 
 
 def profile(errno: int) -> dict[str, object]:

@@ -1,14 +1,14 @@
-"""The composition rules of agent/compose.py, each with plain data, and the chain walk."""
+"""The composition rules of agent/profiles/compose.py, each with plain data, and the chain walk."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
-from agent.base_graph import MAX_BASE_DEPTH, BaseGraph, walk_chain
-from agent.catalog import ProfileKey
-from agent.compose import BASE_CHAIN_TOO_DEEP, BASE_CYCLE, compose
-from agent.model import OciSeccomp, ProfileSpec
+from agent.api.keys import ProfileKey
+from agent.api.model import OciSeccomp, ProfileSpec
+from agent.profiles.base_graph import MAX_BASE_DEPTH, BaseGraph, walk_chain
+from agent.profiles.compose import BASE_CHAIN_TOO_DEEP, BASE_CYCLE, compose
 
 BASE: dict[str, Any] = {
     "defaultAction": "SCMP_ACT_ERRNO",

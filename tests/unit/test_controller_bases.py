@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.catalog import ProfileKey
+from agent.api.keys import ProfileKey
+from agent.cli.documents import Document
+from agent.cli.local_profiles import LocalProfiles
 from agent.controller.profiles import ProfileViews
-from agent.documents import Document
-from agent.local_profiles import LocalProfiles
-from agent.render import render
-from agent.validation.syscall_names import native_architecture
+from agent.profiles.render import render
+from agent.seccomp.syscalls import native_architecture
 
 NS = "team-a"
 

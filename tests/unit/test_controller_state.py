@@ -6,12 +6,12 @@ import argparse
 
 import pytest
 
-from agent.catalog import NodeState, ProfileKey
+from agent.api.keys import ProfileKey
+from agent.api.node_report import NodeReport, NodeState, Problem
+from agent.controller.profile_status import ProfileView
 from agent.controller.settings import add_controller_arguments, build_controller_settings
 from agent.controller.state import ClusterState, waiting_counts
-from agent.readiness.node_report import NodeReport, Problem
-from agent.readiness.profile_status import ProfileView
-from agent.settings import SettingsError
+from agent.runtime.settings import SettingsError
 
 A = ProfileKey("ns", "a")
 B = ProfileKey("ns", "b")

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.builtin_bases import BUILTINS
-from agent.cli import main
-from agent.convert import ConversionError, Target, convert_document
-from agent.convert.docker import DEFAULT_CONTAINER_CAPABILITIES, resolve
+from agent.main import main
+from agent.profiles.builtin_bases import BUILTINS
+from agent.profiles.convert import ConversionError, Target, convert_document
+from agent.profiles.convert.docker import DEFAULT_CONTAINER_CAPABILITIES, resolve
 
 X86_64 = "SCMP_ARCH_X86_64"
 

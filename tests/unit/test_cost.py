@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.validation.compiler import ArchCompileResult
-from agent.validation.cost import (
+from agent.seccomp.compiler import ArchCompileResult
+from agent.seccomp.cost import (
     CHEAP_LANE_BELOW_SECONDS,
     COMPILE_BUDGET_SECONDS,
     Lane,
@@ -20,7 +20,7 @@ from agent.validation.cost import (
     lane_for,
     shape_size,
 )
-from agent.validation.syscall_names import names_on
+from agent.seccomp.syscalls import names_on
 from agent.validation.validate import validate_spec
 from bench._docker_profile import docker_to_oci, moby_default_oci
 

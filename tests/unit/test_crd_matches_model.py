@@ -1,4 +1,4 @@
-"""The CRD in crds/seccompprofile.yaml says what agent/model.py says: no drift, no silent gaps.
+"""The CRD in crds/seccompprofile.yaml says what agent/api/model.py says: no drift, no silent gaps.
 
 The API server enforces the CRD; the agent enforces the model. Where they differ, an object is
 either accepted by the cluster and then refused by every agent, or refused for no reason. These
@@ -15,8 +15,10 @@ from typing import Any, get_args
 import pytest
 import yaml
 
-from agent import model
-from agent.model import (
+from agent.api import model
+from agent.api.keys import ProfileKey
+from agent.api.layout import localhost_profile
+from agent.api.model import (
     API_GROUP,
     API_VERSION,
     BASE_PROFILE_NAME_PATTERN,
@@ -313,7 +315,7 @@ def test_spec_schema_equals_the_model_json_schema(spec: dict[str, Any]) -> None:
     """Every field, type, enum and bound of ProfileSpec, whatever constant it comes from."""
     model_schema = ProfileSpec.model_json_schema()
     differences = list(_compare(model_schema, spec, model_schema.get("$defs", {}), ()))
-    assert differences == [], "CRD and agent/model.py disagree:\n" + "\n".join(differences)
+    assert differences == [], "CRD and agent/api/model.py disagree:\n" + "\n".join(differences)
 
 
 @pytest.mark.parametrize(
@@ -449,7 +451,7 @@ def test_status_has_room_for_readiness(root: dict[str, Any]) -> None:
         "observedGeneration",
     }
     assert status["properties"]["failingNodes"]["maxItems"] == 10
-    assert model.relative_profile_path("ns", "p") == "seccomp-sync/ns/p.json"
+    assert localhost_profile(ProfileKey("ns", "p")) == "seccomp-sync/ns/p.json"
     assert (
         "seccomp-sync/<namespace>/<name>.json"
         in status["properties"]["localhostProfile"]["description"]

@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.catalog import ProfileKey
-from agent.drift import DriftWatcher
-from agent.store import ProfileStore
+from agent.api.keys import ProfileKey
+from agent.node.drift import DriftWatcher
+from agent.node.store import ProfileStore
 
 KEY = ProfileKey("default", "web")
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from agent.catalog import NodeState, ProfileKey
-from agent.gating.decide import ProfileReadiness, Release, Wait, decide, readiness
-from agent.gating.pods import GATE, GatedPod, gated_pod, release_patch
-from agent.readiness.node_report import SHA_PREFIX, NodeReport, Problem
-from agent.readiness.profile_status import ProfileView
+from agent.api.keys import ProfileKey
+from agent.api.node_report import SHA_PREFIX, NodeReport, NodeState, Problem
+from agent.controller.gate_decision import ProfileReadiness, Release, Wait, decide, readiness
+from agent.controller.gated_pods import GATE, GatedPod, gated_pod, release_patch
+from agent.controller.profile_status import ProfileView
 
 WEB = ProfileKey("default", "web")
 SHA = "a" * 64

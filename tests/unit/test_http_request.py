@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.http_request import BadRequest, Request, parse_head
+from agent.runtime.http_request import BadRequest, Request, parse_head
 
 
 def test_a_plain_get_keeps_the_connection_alive_on_http_1_1() -> None:

@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 
-from agent.catalog import ProfileCatalog, ProfileKey
-from agent.metrics import Metrics
-from agent.node_agent import NodeAgent
-from agent.store import ProfileStore
-from agent.validation._compile_worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
-from agent.validation.compiler import ArchCompileResult, Compiler
-from agent.validation.cost import Lane, lane_for
+from agent.api.keys import ProfileKey
+from agent.node.agent import NodeAgent
+from agent.node.catalog import ProfileCatalog
+from agent.node.metrics import Metrics
+from agent.node.store import ProfileStore
+from agent.seccomp.compiler import ArchCompileResult, Compiler
+from agent.seccomp.cost import Lane, lane_for
+from agent.seccomp.worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
 
 X86_64 = "SCMP_ARCH_X86_64"
 
@@ -72,7 +73,7 @@ def worker_pids() -> set[int]:
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         for child in (task / "children").read_text().split():
             try:
-                if b"_compile_worker.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                if b"agent/seccomp/worker.py" in Path(f"/proc/{child}/cmdline").read_bytes():
                     pids.add(int(child))
             except FileNotFoundError:
                 continue

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.catalog import ProfileKey
-from agent.pod_refs import profiles_used_by
+from agent.api.keys import ProfileKey
+from agent.api.pod_refs import profiles_used_by
 
 
 def localhost(path: str) -> dict[str, object]:

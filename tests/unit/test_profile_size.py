@@ -12,8 +12,9 @@ from typing import Any, get_args
 
 import pytest
 
-from agent.catalog import MAX_KEPT_FINDINGS, ProfileCatalog, ProfileKey, ProfileRecord, kept
-from agent.model import (
+from agent.api.findings import error
+from agent.api.keys import ProfileKey
+from agent.api.model import (
     MAX_ARGS,
     MAX_ERRNO,
     MAX_PATH_LENGTH,
@@ -24,8 +25,8 @@ from agent.model import (
     Architecture,
     Flag,
 )
-from agent.render import RenderedProfile
-from agent.validation.findings import error
+from agent.node.catalog import MAX_KEPT_FINDINGS, ProfileCatalog, ProfileRecord, kept
+from agent.profiles.render import RenderedProfile
 from agent.validation.size import MAX_SPEC_BYTES, json_size, size_findings
 from agent.validation.validate import validate_spec
 from bench._docker_profile import moby_default_oci

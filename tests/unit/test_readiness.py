@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from agent.catalog import (
-    NodeProfileStatus,
-    NodeState,
-    ProfileCatalog,
-    ProfileKey,
-    ProfileRecord,
-)
-from agent.model import OciSeccomp
-from agent.readiness.node_report import build_status, parse_status
-from agent.readiness.profile_status import ProfileView, profile_status
-from agent.render import render
-from agent.validation.findings import error
+from agent.api.findings import error
+from agent.api.keys import ProfileKey
+from agent.api.model import OciSeccomp
+from agent.api.node_report import NodeProfileStatus, NodeState, build_status, parse_status
+from agent.controller.profile_status import ProfileView, profile_status
+from agent.node.catalog import ProfileCatalog, ProfileRecord
+from agent.profiles.render import render
 
 KEY = ProfileKey("team", "web")
 V1 = render(OciSeccomp.model_validate({"defaultAction": "SCMP_ACT_ERRNO"}))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from agent.catalog import ProfileKey, ProfileRecord
-from agent.model import OciSeccomp
-from agent.reconcile import Keep, Remove, Write, decide
-from agent.render import render
+from agent.api.keys import ProfileKey
+from agent.api.model import OciSeccomp
+from agent.node.catalog import ProfileRecord
+from agent.node.reconcile import Keep, Remove, Write, decide
+from agent.profiles.render import render
 
 KEY = ProfileKey("team", "web")
 GOOD = render(OciSeccomp.model_validate({"defaultAction": "SCMP_ACT_ERRNO"}))

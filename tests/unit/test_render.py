@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from agent.model import OciSeccomp
-from agent.render import render
+from agent.api.model import OciSeccomp
+from agent.profiles.render import render
 
 
 def profile(**fields: object) -> OciSeccomp:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.main import main
 
 KUBECONFIG = """apiVersion: v1
 kind: Config

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.validation.findings import ValidationReport
+from agent.api.findings import ValidationReport
 from agent.validation.validate import validate_spec
 
 X86_64 = ["SCMP_ARCH_X86_64"]
@@ -263,7 +263,7 @@ def test_syscall_newer_than_this_libseccomp_is_a_warning() -> None:
         compile_profile=None,
     )
     # Debian 12's libseccomp 2.5.4 predates mseal; a newer one knows it.
-    from agent.validation.syscall_names import libseccomp_knows
+    from agent.seccomp.syscalls import libseccomp_knows
 
     expected = [] if libseccomp_knows("mseal") else ["SyscallUnknownToLibseccomp"]
     assert report.valid

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.validation.compiler import Compiler
+from agent.seccomp.compiler import Compiler
 from agent.validation.validate import ResourceReport, validate_resource, validate_spec
 
 X86_64 = ["SCMP_ARCH_X86_64"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import (
+from agent.node.store import (
     GcResult,
     ProfileStore,
     StoreError,
@@ -424,7 +424,7 @@ def test_a_write_interrupted_before_its_rename_leaves_the_old_profile_intact(
 _WRITER = """
 import sys
 from pathlib import Path
-from agent.store import ProfileStore
+from agent.node.store import ProfileStore
 
 store = ProfileStore(Path(sys.argv[1]))
 versions = [bytes([65 + i]) * (50_000 + 30_011 * i) for i in range(4)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.supervisor import FAILURES_BEFORE_UNHEALTHY, Supervisor
+from agent.runtime.supervisor import FAILURES_BEFORE_UNHEALTHY, Supervisor
 
 
 def _fast(failed: list[str] | None = None, stable_seconds: float = 60.0) -> Supervisor:
@@ -46,7 +46,7 @@ def test_a_failing_part_is_logged_counted_and_restarted(
             await asyncio.Event().wait()  # then it runs for good
 
         supervisor.add("flaky", flaky)
-        with caplog.at_level(logging.ERROR, logger="agent.supervisor"):
+        with caplog.at_level(logging.ERROR, logger="agent.runtime.supervisor"):
             task = asyncio.create_task(supervisor.run())
             await _until(lambda: runs == 3)
             task.cancel()

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from agent.validation import generate_syscall_table
-from agent.validation._compile_worker import ARCHITECTURES
-from agent.validation.syscall_names import (
+from agent.seccomp.syscalls import (
     ALL_SYSCALL_NAMES,
     is_known_anywhere,
     libseccomp_knows,
     names_on,
     native_architecture,
 )
+from agent.seccomp.worker import ARCHITECTURES
+from tools import generate_syscall_table
 
 seccomp: Any = importlib.import_module("pyseccomp")
 _libseccomp = ctypes.CDLL(ctypes.util.find_library("seccomp"))

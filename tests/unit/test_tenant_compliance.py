@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from agent.model import OciSeccomp
-from agent.render import render
-from agent.tenancy.compliance import (
+from agent.api.model import OciSeccomp
+from agent.profiles.render import render
+from agent.profiles.tenancy.compliance import (
     PolicyContext,
     compliance_condition,
     compliance_findings,
     was_compliant,
 )
-from agent.tenancy.policy import parse_policy
+from agent.profiles.tenancy.policy import parse_policy
 from tests.tenancy.cases import RESTRICTED, policy_object
 
 POLICY = parse_policy(policy_object({}))

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.cli import main
-from agent.model import OciSeccomp
-from agent.tenancy import generate_runtime_default
-from agent.tenancy.policy import (
+from agent.api.model import OciSeccomp
+from agent.main import main
+from agent.profiles.tenancy.policy import (
     TenantPolicy,
     parse_policy,
     pod_violations,
@@ -22,7 +21,7 @@ from agent.tenancy.policy import (
     profile_violations,
     selects,
 )
-from agent.tenancy.runtime_default import runtime_default_allowed, runtime_default_source
+from agent.profiles.tenancy.runtime_default import runtime_default_allowed, runtime_default_source
 from tests.tenancy.cases import (
     POD_CASES,
     PROFILE_CASES,
@@ -31,6 +30,7 @@ from tests.tenancy.cases import (
     ProfileCase,
     policy_object,
 )
+from tools import generate_runtime_default
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_POLICY = REPO / "deploy" / "policies" / "restricted-pod-security.yaml"
@@ -269,8 +269,8 @@ def test_both_admission_policies_select_and_word_alike() -> None:
 def test_the_crd_and_the_python_model_agree_on_enums_and_defaults() -> None:
     from typing import get_args
 
-    from agent.model import Action, Flag
-    from agent.tenancy.policy import DEFAULT_ACTIONS, DEFAULT_FLAGS
+    from agent.api.model import Action, Flag
+    from agent.profiles.tenancy.policy import DEFAULT_ACTIONS, DEFAULT_FLAGS
 
     crd = yaml.safe_load((REPO / "crds" / "seccomptenantpolicy.yaml").read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]

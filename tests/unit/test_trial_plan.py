@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.model import OciSeccomp
-from agent.trial.plan import explain, observe_document, record_document
+from agent.api.model import OciSeccomp
+from agent.seccomp.trial.plan import explain, observe_document, record_document
 
 PROFILE = OciSeccomp.model_validate(
     {

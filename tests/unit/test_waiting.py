@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from agent.catalog import ProfileCatalog
-from agent.metrics import Metrics
-from agent.node_agent import NodeAgent
-from agent.store import ProfileStore
-from agent.waiting import event_within, within
+from agent.node.agent import NodeAgent
+from agent.node.catalog import ProfileCatalog
+from agent.node.metrics import Metrics
+from agent.node.store import ProfileStore
+from agent.runtime.waiting import event_within, within
 from tests.unit.agent_harness import RecordedEvents
 
 

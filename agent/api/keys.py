@@ -1,0 +1,52 @@
+"""Profile keys: the one type that names a SeccompProfile, and the one way to read it off an
+object. Pure data."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from agent.api.model import DNS1123_LABEL_MAX, DNS1123_LABEL_PATTERN
+
+_DNS_LABEL = re.compile(DNS1123_LABEL_PATTERN)
+
+
+def is_dns_label(value: object) -> bool:
+    """True for a DNS-1123 label: the only names that become a directory or file on the host."""
+    return (
+        isinstance(value, str)
+        and len(value) <= DNS1123_LABEL_MAX
+        and _DNS_LABEL.fullmatch(value) is not None
+    )
+
+
+class ProfileKey(NamedTuple):
+    """(namespace, name) of one SeccompProfile; `str()` is `namespace/name`."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def is_valid(self) -> bool:
+        """Both parts are DNS-1123 labels, so the key can name a file on the host.
+
+        Checked at every boundary: names read from the host, and names from the API (an object
+        stored under an older, looser CRD can be called `a.b`).
+        """
+        return is_dns_label(self.namespace) and is_dns_label(self.name)
+
+    @classmethod
+    def parse(cls, ref: str) -> ProfileKey | None:
+        """`namespace/name` (as `str()` writes it) back to a key; None if either part is empty."""
+        namespace, _, name = ref.partition("/")
+        return cls(namespace, name) if namespace and name and "/" not in name else None
+
+
+def profile_key(obj: Mapping[str, Any]) -> ProfileKey:
+    """The key of an object from the API (a missing part reads as "", which is never valid)."""
+    meta = obj.get("metadata") or {}
+    return ProfileKey(str(meta.get("namespace") or ""), str(meta.get("name") or ""))

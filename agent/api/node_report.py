@@ -1,0 +1,115 @@
+"""What one node reports about its profiles: the content of its SeccompNodeStatus.
+
+Compact on purpose: one object per node holds every profile, so its size bounds what an
+agent writes and what the aggregator reads. Installed profiles are one short string each;
+only profiles with a problem carry a reason and a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from agent.api.keys import ProfileKey
+
+SHA_PREFIX: Final = 12  # 48 bits: collisions between two versions of one profile are negligible
+MAX_PROBLEMS: Final = 500
+MAX_MESSAGE: Final = 256
+
+
+class NodeState(StrEnum):
+    """Where a profile stands on one node."""
+
+    INSTALLED = "Installed"
+    INVALID = "Invalid"
+    PENDING = "Pending"
+    TERMINATING = "Terminating"
+
+
+@dataclass(frozen=True)
+class NodeProfileStatus:
+    state: NodeState
+    sha256: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    state: NodeState
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """One node's view, parsed back from its SeccompNodeStatus."""
+
+    node: str
+    synced: bool
+    installed: Mapping[ProfileKey, str]  # key -> sha256 prefix on disk
+    problems: Mapping[ProfileKey, Problem]
+
+
+def build_status(
+    node: str, synced: bool, statuses: Iterable[tuple[ProfileKey, NodeProfileStatus]]
+) -> dict[str, Any]:
+    """The `status` of a SeccompNodeStatus for this node. Deterministic, for change detection."""
+    installed: list[str] = []
+    problems: list[dict[str, str]] = []
+    counts = dict.fromkeys((state.value.lower() for state in NodeState), 0)
+    truncated = 0
+    for key, status in sorted(statuses):
+        counts[status.state.value.lower()] += 1
+        if status.sha256 is not None:
+            installed.append(f"{key}@{status.sha256[:SHA_PREFIX]}")
+        if status.state is NodeState.INSTALLED:
+            continue
+        if len(problems) >= MAX_PROBLEMS:
+            truncated += 1
+            continue
+        problems.append(
+            {
+                "profile": str(key),
+                "state": status.state.value,
+                "reason": status.reason or status.state.value,
+                "message": _clip(status.message or ""),
+            }
+        )
+    return {
+        "nodeName": node,
+        "synced": synced,
+        "counts": counts,
+        "installed": installed,
+        "problems": problems,
+        "problemsTruncated": truncated,
+    }
+
+
+def parse_status(node: str, status: Mapping[str, Any] | None) -> NodeReport:
+    """Read a SeccompNodeStatus back. Malformed entries are skipped, never fatal."""
+    status = status or {}
+    installed: dict[ProfileKey, str] = {}
+    for entry in status.get("installed") or []:
+        ref, _, sha = str(entry).rpartition("@")
+        key = ProfileKey.parse(ref)
+        if key is not None and sha:
+            installed[key] = sha
+    problems: dict[ProfileKey, Problem] = {}
+    for entry in status.get("problems") or []:
+        key = ProfileKey.parse(str(entry.get("profile", "")))
+        try:
+            state = NodeState(entry.get("state"))
+        except ValueError:
+            continue
+        if key is not None:
+            problems[key] = Problem(
+                state, str(entry.get("reason", "")), str(entry.get("message", ""))
+            )
+    return NodeReport(node, bool(status.get("synced")), installed, problems)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."

@@ -1,0 +1,1 @@
+"""The authoring commands: `seccomp-agent validate`, `render`, `convert`, `test` and `record`."""

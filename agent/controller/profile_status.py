@@ -1,0 +1,143 @@
+"""Aggregate the node reports into a SeccompProfile's status and its Ready condition.
+
+Pure: the leader calls it with what it has read; tests call it with plain data.
+Expected nodes are the nodes that run an agent, i.e. that have a SeccompNodeStatus. A node that
+is deleted loses its SeccompNodeStatus (owner reference, garbage collection) and stops counting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from agent.api.keys import ProfileKey
+from agent.api.layout import localhost_profile
+from agent.api.node_report import SHA_PREFIX, NodeReport, NodeState
+
+MAX_FAILING_NODES: Final = 10
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    """What the aggregator knows of one SeccompProfile object."""
+
+    key: ProfileKey
+    generation: int
+    expected_sha: str | None  # sha256 of the rendered profile; None if it does not render
+    deleting: bool = False
+
+    uid: str = ""  # for Events on the object
+    content: bytes | None = None  # the OCI JSON on the nodes: what a tenant policy judges
+
+    invalid_reason: str | None = None  # why it does not render, when known
+    base_chain: tuple[str, ...] = ()  # spec.baseProfileName resolved, nearest base first
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    node: str
+    state: NodeState
+    reason: str
+    message: str
+
+
+def node_verdict(view: ProfileView, report: NodeReport) -> NodeVerdict:
+    """Where one profile stands on one node, judged by the content hash on its disk."""
+    problem = report.problems.get(view.key)
+    if problem is not None and problem.state is not NodeState.PENDING:
+        return NodeVerdict(report.node, problem.state, problem.reason, problem.message)
+    sha = report.installed.get(view.key)
+    if view.expected_sha is not None and sha == view.expected_sha[:SHA_PREFIX]:
+        return NodeVerdict(report.node, NodeState.INSTALLED, "Installed", "")
+    if problem is not None:
+        return NodeVerdict(report.node, NodeState.PENDING, problem.reason, problem.message)
+    if not report.synced:
+        return NodeVerdict(
+            report.node,
+            NodeState.PENDING,
+            "AgentStarting",
+            "the node's agent has not finished its initial sync",
+        )
+    if sha is not None:
+        return NodeVerdict(
+            report.node,
+            NodeState.PENDING,
+            "Outdated",
+            "the node still has an earlier version of the profile",
+        )
+    return NodeVerdict(
+        report.node,
+        NodeState.PENDING,
+        "NotYetInstalled",
+        "the profile is not on the node yet (is its agent running?)",
+    )
+
+
+def profile_status(
+    view: ProfileView,
+    reports: Mapping[str, NodeReport],
+    previous_conditions: list[Mapping[str, Any]] | None,
+    now: str,
+) -> dict[str, Any]:
+    """The full `status` of one SeccompProfile. `now` is an RFC 3339 time for transitions."""
+    verdicts = [node_verdict(view, reports[node]) for node in sorted(reports)]
+    installed = sum(v.state is NodeState.INSTALLED for v in verdicts)
+    expected = len(verdicts)
+    failing = [v for v in verdicts if v.state is not NodeState.INSTALLED]
+    state, reason, message = _overall(view, verdicts, installed, expected, failing)
+    condition = {
+        "type": "Ready",
+        "status": "True" if state == "Installed" else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": view.generation,
+        "lastTransitionTime": _transition_time(previous_conditions, state == "Installed", now),
+    }
+    return {
+        "observedGeneration": view.generation,
+        "localhostProfile": localhost_profile(view.key),
+        "state": state,
+        "nodesInstalled": installed,
+        "nodesExpected": expected,
+        "readyNodes": f"{installed}/{expected}",
+        "conditions": [condition],
+        "failingNodes": [
+            {"node": v.node, "state": v.state.value, "reason": v.reason, "message": v.message}
+            for v in failing[:MAX_FAILING_NODES]
+        ],
+        # None (not absent) when there is no base: the status is merge-patched, and only a null
+        # removes a chain written before the base was dropped.
+        "baseChain": list(view.base_chain) or None,
+    }
+
+
+def _overall(
+    view: ProfileView,
+    verdicts: list[NodeVerdict],
+    installed: int,
+    expected: int,
+    failing: list[NodeVerdict],
+) -> tuple[str, str, str]:
+    if view.deleting:
+        return "Terminating", "Terminating", "the profile is being deleted"
+    invalid = [v for v in verdicts if v.state is NodeState.INVALID]
+    if invalid or view.expected_sha is None:
+        first = invalid[0] if invalid else None
+        detail = f" on {first.node}: {first.message}" if first else ""
+        return "Invalid", "Invalid", f"the profile is invalid{detail}"
+    if expected == 0:
+        return "Pending", "NoAgents", "no seccomp-sync agent has reported yet"
+    if installed == expected:
+        return "Installed", "Installed", f"installed on all {expected} nodes"
+    names = ", ".join(v.node for v in failing[:3]) + (" ..." if len(failing) > 3 else "")
+    summary = f"installed on {installed} of {expected} nodes; waiting for {names}"
+    return ("Partial" if installed else "Pending"), failing[0].reason, summary
+
+
+def _transition_time(previous: list[Mapping[str, Any]] | None, ready: bool, now: str) -> str:
+    for condition in previous or []:
+        unchanged = (condition.get("status") == "True") == ready
+        if condition.get("type") == "Ready" and "lastTransitionTime" in condition and unchanged:
+            return str(condition["lastTransitionTime"])
+    return now

@@ -1,1 +1,0 @@
-"""Scheduling gates: which pods wait for which profiles, and when they may go (pure)."""

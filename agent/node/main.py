@@ -1,0 +1,171 @@
+"""`seccomp-agent run`: wire settings, store, validation, kopf and the HTTP port together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+import kopf
+from kopf._core.engines.peering import Identity  # not re-exported; a NewType of str
+from kubernetes import client
+from kubernetes.config.config_exception import ConfigException
+
+from agent.api.model import API_GROUP, API_VERSION, KIND
+from agent.kube.client import api_client, api_unavailable, kopf_connection, load_configuration
+from agent.kube.events import EventRecorder
+from agent.node.agent import NodeAgent
+from agent.node.catalog import ProfileCatalog
+from agent.node.drift import DriftWatcher
+from agent.node.kopf_handlers import build_registry, quiet_kopf_loggers
+from agent.node.listing import get_profile, list_pod_profiles, list_profile_versions
+from agent.node.metrics import Metrics
+from agent.node.report_writer import NodeStatusPublisher
+from agent.node.settings import Settings, build_settings
+from agent.node.store import ProfileStore, StoreError
+from agent.node.taint import remove_startup_taint
+from agent.runtime.health import build_app, start_server
+from agent.runtime.logs import configure_logging
+from agent.runtime.settings import SettingsError
+from agent.runtime.supervisor import Supervisor
+from agent.seccomp.compiler import Compiler
+from agent.seccomp.syscalls import native_architecture
+
+log = logging.getLogger("agent")
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    try:
+        settings = build_settings(args)
+    except SettingsError as exc:
+        print(f"seccomp-agent: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    quiet_kopf_loggers()
+    try:
+        asyncio.run(serve(settings))
+    except StoreError as exc:
+        # The root is missing or unsafe: nothing sensible can run. Say so once, plainly.
+        log.error(
+            "cannot use the seccomp root", extra={"root": str(settings.root), "error": str(exc)}
+        )
+        return 1
+    except ConfigException as exc:
+        log.error("cannot load Kubernetes credentials", extra={"error": str(exc)})
+        return 1
+    return 0
+
+
+async def serve(settings: Settings) -> None:
+    configuration = load_configuration(settings.kubeconfig)
+    api = api_client(configuration)
+    store = ProfileStore(settings.root)
+    await asyncio.to_thread(store.ensure_managed_dir)
+    metrics = Metrics()
+    supervisor = Supervisor(
+        metrics.process.component_failed,
+        expected=api_unavailable,
+    )
+    with Compiler() as compiler:
+        agent = NodeAgent(
+            node_name=settings.node_name,
+            architectures=[native_architecture()],
+            catalog=ProfileCatalog(),
+            store=store,
+            metrics=metrics,
+            compile_profile=compiler.compile,
+            events=EventRecorder(
+                api,
+                api_version=f"{API_GROUP}/{API_VERSION}",
+                kind=KIND,
+                instance=settings.node_name,
+                role="node",
+                component="seccomp-sync-agent",
+            ),
+            list_profiles=lambda: list_profile_versions(api, settings.namespaces),
+            get_profile=lambda key: get_profile(api, key),
+            list_pods=lambda: list_pod_profiles(api, settings.node_name),
+            resync_seconds=settings.resync_seconds,
+        )
+        drift = DriftWatcher(
+            store,
+            agent.on_disk_changed,
+            agent.on_disk_replaced,
+            on_status_change=agent.refresh_state,
+        )
+        agent.disk_problem = lambda: drift.unavailable
+        publisher = NodeStatusPublisher(api, settings.node_name, agent.node_status)
+        agent.on_state_change.append(publisher.changed)
+        if settings.remove_startup_taint:
+            agent.on_ready.append(lambda: supervisor_spawn(_untaint(api, settings)))
+
+        # Every long-lived part, restarted on failure; /healthz fails for a part that keeps
+        # failing or is stuck, so the kubelet restarts the pod instead of it staying broken.
+        supervisor.add("syncer", agent.syncer.run, liveness=agent.syncer.stalled)
+        supervisor.add("initial-sync", agent.initial_sync, oneshot=True)
+        supervisor.add("drift-watcher", drift.run, liveness=lambda: drift.needs_restart)
+        supervisor.add("resync", agent.resync_forever)
+
+        metrics.process.watch_components([*supervisor.components, "profile-events", "pod-events"])
+        app = build_app(metrics.registry, agent.not_ready_reason, supervisor.problems)
+        http, port = await start_server(app, settings.http_host, settings.http_port)
+        parts = asyncio.create_task(supervisor.run(), name="supervisor")
+        background: set[asyncio.Task[None]] = set()
+
+        def supervisor_spawn(work: Coroutine[Any, Any, None]) -> None:
+            task = asyncio.create_task(work)
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+        publisher.changed()  # report at once: from now on this node counts as expected
+        log.info(
+            "seccomp-sync agent starting",
+            extra={
+                "node": settings.node_name,
+                "root": str(settings.root),
+                "http_port": port,
+                "namespaces": list(settings.namespaces) or "all",
+                "resync_seconds": settings.resync_seconds,
+            },
+        )
+        try:
+            # kopf turns SIGTERM/SIGINT into a graceful stop; every file write is atomic, so
+            # stopping at any point (even SIGKILL) leaves only complete files behind.
+            await kopf.operator(
+                registry=build_registry(agent, kopf_connection(configuration)),
+                # kopf would derive an identity from getpass.getuser(), which fails for a UID
+                # with no passwd entry (any runAsUser in a minimal image).
+                identity=Identity(f"seccomp-sync-agent@{settings.node_name}"),
+                standalone=True,
+                clusterwide=settings.watches_all_namespaces,
+                namespaces=settings.namespaces,
+            )
+        finally:
+            parts.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(parts, *background, return_exceptions=True)
+            await http.cleanup()
+            api.close()  # type: ignore[no-untyped-call]
+            log.info("seccomp-sync agent stopped")
+
+
+async def _untaint(api: client.ApiClient, settings: Settings) -> None:
+    """Retry until the taint is gone: while it stays, no pod lands on this node (safe, but a
+    node the scheduler cannot use), so every failure is logged and tried again."""
+    delay = 1.0
+    while True:
+        try:
+            await asyncio.to_thread(remove_startup_taint, api, settings.node_name)
+        except Exception as exc:
+            log.warning(
+                "could not remove the startup taint; retrying",
+                extra={"node": settings.node_name, "error": str(exc)[:200], "retry": delay},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        else:
+            return

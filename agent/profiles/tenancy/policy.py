@@ -1,0 +1,259 @@
+"""What a SeccompTenantPolicy allows, decided in Python exactly as the API server decides it.
+
+The API server enforces the policy with the CEL of deploy/base/tenant-policy.yaml; this module is
+the same rules, in the same order, with the same messages, for what the CEL cannot do: report
+profiles that were stored before a policy was tightened, and check files offline
+(`seccomp-agent validate --policy`). tests/integration/test_tenant_policy.py feeds both the same
+inputs and checks that they agree. Pure: plain data in, findings out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.api.findings import Finding, error
+from agent.api.model import Action, Flag, OciSeccomp
+from agent.profiles.tenancy.runtime_default import runtime_default_allowed
+
+KIND: Final = "SeccompTenantPolicy"
+PLURAL: Final = "seccomptenantpolicies"
+# Actions under which a syscall may run: LOG runs it, TRACE lets a tracer in the container.
+PERMISSIVE_ACTIONS: Final = frozenset({"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"})
+DEFAULT_ACTIONS: Final[tuple[Action, ...]] = (
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_LOG",
+)
+DEFAULT_FLAGS: Final[tuple[Flag, ...]] = (
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+)
+PROFILE_DIR: Final = "seccomp-sync"
+ANY_NAMESPACE: Final = "*"
+
+# Finding reasons (CamelCase, a small fixed set: they label metrics).
+ACTION_NOT_ALLOWED: Final = "ActionNotAllowed"
+FLAG_NOT_ALLOWED: Final = "FlagNotAllowed"
+LISTENER_PATH_NOT_ALLOWED: Final = "ListenerPathNotAllowed"
+WEAKER_THAN_RUNTIME_DEFAULT: Final = "WeakerThanRuntimeDefault"
+FOREIGN_PROFILE: Final = "ForeignNamespaceProfile"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class LabelRequirement(_Strict):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = []
+
+
+class NamespaceSelector(_Strict):
+    matchLabels: dict[str, str] = {}  # noqa: N815 - Kubernetes field name
+    matchExpressions: list[LabelRequirement] = []  # noqa: N815
+
+
+class TenantPolicySpec(_Strict):
+    namespaceSelector: NamespaceSelector  # noqa: N815 - Kubernetes field names
+    namespaceDescription: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # noqa: N815
+    atLeastRuntimeDefault: bool = False  # noqa: N815
+    allowedActions: list[Action] = list(DEFAULT_ACTIONS)  # noqa: N815
+    allowedFlags: list[Flag] = list(DEFAULT_FLAGS)  # noqa: N815
+    allowedListenerPathPrefixes: list[str] = []  # noqa: N815
+    allowedProfileNamespaces: list[str] = []  # noqa: N815
+
+
+class PolicyMeta(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    name: str
+
+
+class TenantPolicy(BaseModel):
+    """A `seccompsync.io/v1alpha1` SeccompTenantPolicy (cluster-scoped)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    apiVersion: Literal["seccompsync.io/v1alpha1"]  # noqa: N815
+    kind: Literal["SeccompTenantPolicy"]
+    metadata: PolicyMeta
+    spec: TenantPolicySpec
+
+
+def selects(policy: TenantPolicy, namespace_labels: Mapping[str, str]) -> bool:
+    """Whether the policy's namespaceSelector selects a namespace with these labels."""
+    selector = policy.spec.namespaceSelector
+    if any(namespace_labels.get(k) != v for k, v in selector.matchLabels.items()):
+        return False
+    return all(_holds(r, namespace_labels) for r in selector.matchExpressions)
+
+
+def _holds(requirement: LabelRequirement, labels: Mapping[str, str]) -> bool:
+    present = requirement.key in labels
+    if requirement.operator == "In":
+        return present and labels[requirement.key] in requirement.values
+    if requirement.operator == "NotIn":
+        return not (present and labels[requirement.key] in requirement.values)
+    if requirement.operator == "Exists":
+        return present
+    return not present
+
+
+def profile_violations(policy: TenantPolicy, spec: OciSeccomp) -> list[Finding]:
+    """Every way the profile breaks the policy, rule by rule in the API server's order.
+
+    The caller decides whether the policy applies (`selects`). The API server names only the
+    first offending item of each rule it refuses on; this lists them all.
+    """
+    rules = spec.syscalls or []
+    allowed_actions = set(policy.spec.allowedActions)
+    found: list[Finding] = []
+    rule = _Rule(policy)
+    if spec.defaultAction not in allowed_actions:
+        found.append(rule.refuse("spec.defaultAction", spec.defaultAction, "allowedActions"))
+    found += [
+        rule.refuse(f"spec.syscalls[{i}].action", r.action, "allowedActions")
+        for i, r in enumerate(rules)
+        if r.action not in allowed_actions
+    ]
+    found += [
+        rule.refuse(f"spec.flags[{i}]", flag, "allowedFlags", FLAG_NOT_ALLOWED)
+        for i, flag in enumerate(spec.flags or [])
+        if flag not in policy.spec.allowedFlags
+    ]
+    path = spec.listenerPath
+    prefixes = policy.spec.allowedListenerPathPrefixes
+    if path is not None and not _listener_path_allowed(path, prefixes):
+        detail = (
+            ", ".join(prefixes) + "; an absolute path without ., .. or //" if prefixes else "none"
+        )
+        found.append(
+            rule.refuse(
+                "spec.listenerPath",
+                path,
+                f"allowedListenerPathPrefixes: {detail}",
+                LISTENER_PATH_NOT_ALLOWED,
+            )
+        )
+    if policy.spec.atLeastRuntimeDefault:
+        found += list(_weaker_than_runtime_default(rule, spec))
+    return found
+
+
+def _weaker_than_runtime_default(rule: _Rule, spec: OciSeccomp) -> Iterator[Finding]:
+    if spec.defaultAction in PERMISSIVE_ACTIONS:
+        yield rule.refuse(
+            "spec.defaultAction",
+            spec.defaultAction,
+            "atLeastRuntimeDefault: it lets every syscall that no rule names run",
+            WEAKER_THAN_RUNTIME_DEFAULT,
+        )
+    allowed = runtime_default_allowed()
+    for i, r in enumerate(spec.syscalls or []):
+        if r.action not in PERMISSIVE_ACTIONS:
+            continue
+        for j, name in enumerate(r.names):
+            if name not in allowed:
+                yield rule.refuse(
+                    f"spec.syscalls[{i}].names[{j}]",
+                    name,
+                    "atLeastRuntimeDefault: the runtime's default profile does not allow it to "
+                    "an unprivileged container",
+                    WEAKER_THAN_RUNTIME_DEFAULT,
+                )
+
+
+def _listener_path_allowed(path: str, prefixes: Sequence[str]) -> bool:
+    # A prefix means nothing for a path that can climb out of it again.
+    clean = (
+        path.startswith("/")
+        and "//" not in path
+        and not any(part in {".", ".."} for part in path.split("/"))
+    )
+    return clean and any(path.startswith(p) for p in prefixes)
+
+
+def pod_violations(policy: TenantPolicy, namespace: str, pod: Mapping[str, Any]) -> list[Finding]:
+    """Profiles of other namespaces that a pod being created names, unless the policy allows."""
+    allowed = set(policy.spec.allowedProfileNamespaces)
+    if ANY_NAMESPACE in allowed:
+        return []
+    rule = _Rule(policy)
+    detail = ", ".join(policy.spec.allowedProfileNamespaces) or "only the pod's own namespace"
+    found = []
+    for field, path in localhost_profiles(pod.get("spec") or {}):
+        owner = profile_namespace(path)
+        if owner is not None and owner != namespace and owner not in allowed:
+            found.append(
+                rule.refuse(
+                    field,
+                    f"{path} (a profile of namespace {owner})",
+                    f"allowedProfileNamespaces: {detail}",
+                    FOREIGN_PROFILE,
+                )
+            )
+    return found
+
+
+def localhost_profiles(pod_spec: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(field, localhostProfile) for the pod level and every container, in the CEL's order."""
+    prefix = "securityContext.seccompProfile.localhostProfile"
+    pod_level = _localhost_profile(pod_spec)
+    if pod_level is not None:
+        yield f"spec.{prefix}", pod_level
+    for kind in ("containers", "initContainers", "ephemeralContainers"):
+        for index, container in enumerate(pod_spec.get(kind) or []):
+            value = _localhost_profile(container)
+            if value is not None:
+                yield f"spec.{kind}[{index}].{prefix}", value
+
+
+def _localhost_profile(holder: Mapping[str, Any]) -> str | None:
+    value = ((holder.get("securityContext") or {}).get("seccompProfile") or {}).get(
+        "localhostProfile"
+    )
+    return value if isinstance(value, str) else None
+
+
+def profile_namespace(localhost_profile: str) -> str | None:
+    """The namespace a seccomp-sync path names, as the kubelet resolves it; None if not ours."""
+    parts = [p for p in localhost_profile.split("/") if p not in {"", "."}]
+    return parts[1] if len(parts) >= 2 and parts[0] == PROFILE_DIR else None
+
+
+class _Rule:
+    """Builds the refusal messages, word for word those of the API server's policy."""
+
+    def __init__(self, policy: TenantPolicy) -> None:
+        name = policy.metadata.name
+        scope = policy.spec.namespaceDescription or f"namespaces selected by {KIND} {name}"
+        self._where = f" is not allowed in {scope} ({KIND} {name}, "
+
+    def refuse(
+        self, field: str, value: str, rule: str, reason: str = ACTION_NOT_ALLOWED
+    ) -> Finding:
+        return error(field, reason, f"{value}{self._where}{rule})")
+
+
+class PolicyFileError(ValueError):
+    """A document given as a policy is not a valid SeccompTenantPolicy."""
+
+
+def parse_policy(document: Any) -> TenantPolicy:
+    """A SeccompTenantPolicy from plain data; PolicyFileError names the field that is wrong."""
+    try:
+        return TenantPolicy.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(document)"
+        raise PolicyFileError(f"{field}: {first['msg']}") from None

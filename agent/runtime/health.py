@@ -1,0 +1,69 @@
+"""One HTTP port for probes and metrics: /healthz (liveness), /readyz (readiness), /metrics.
+
+The server itself (timeouts, connection cap, quiet refusals) is `agent.runtime.http_server`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from agent.runtime.http_server import Handler, HttpLimits, HttpServer, Response
+
+
+@dataclass(frozen=True)
+class App:
+    """The routes, and where the server reports refused connections and requests."""
+
+    routes: dict[str, Handler]
+    on_reject: Callable[[str], None]
+
+
+def build_app(
+    registry: CollectorRegistry,
+    is_ready: Callable[[], str | None],
+    problems: Callable[[], Mapping[str, str]] = dict,
+) -> App:
+    """`is_ready` returns None when ready, else the reason it is not (shown in the body);
+    `problems` names the parts that are broken or stuck (liveness fails while it is not empty)."""
+
+    def healthz() -> Response:
+        # Answering at all proves the event loop is alive; `problems` adds whether every part
+        # of the agent is still doing its job.
+        found = problems()
+        if not found:
+            return Response(200, b"ok\n")
+        lines = "".join(f"{name}: {reason}\n" for name, reason in sorted(found.items()))
+        return Response(503, f"unhealthy\n{lines}".encode())
+
+    def readyz() -> Response:
+        reason = is_ready()
+        if reason is None:
+            return Response(200, b"ok\n")
+        return Response(503, f"not ready: {reason}\n".encode())
+
+    def metrics() -> Response:
+        return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+
+    refused = Counter(
+        "seccomp_sync_http_refused_total",
+        "Connections or requests the probe/metrics port refused or closed early, by reason "
+        "(timeout, malformed request, over the connection cap).",
+        ["reason"],
+        registry=registry,
+    )
+    return App(
+        {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics},
+        lambda reason: refused.labels(reason=reason).inc(),
+    )
+
+
+async def start_server(
+    app: App, host: str, port: int, limits: HttpLimits | None = None
+) -> tuple[HttpServer, int]:
+    """Start serving; returns the server (`await server.cleanup()` to stop) and the bound port."""
+    server = HttpServer(app.routes, limits or HttpLimits(), app.on_reject)
+    bound = await server.start(host, port)
+    return server, bound
