@@ -166,7 +166,7 @@ class ProfileSpec(OciSeccomp):
     """The `spec` of a SeccompProfile: an OCI seccomp object, optionally built on a base.
 
     With `baseProfileName`, `defaultAction` may be left out (the base's applies) and the node
-    gets the flattened composition (agent.compose), never this object as written.
+    gets the flattened composition (agent.profiles.compose), never this object as written.
     """
 
     defaultAction: Action | None = None  # type: ignore[assignment]  # noqa: N815
