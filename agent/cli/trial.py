@@ -29,7 +29,7 @@ from agent.cli.local_profiles import LocalProfiles
 from agent.profiles.builtin_bases import builtin_profile
 from agent.profiles.convert import dns_label
 from agent.seccomp.compiler import Compiler
-from agent.seccomp.syscalls import native_architecture
+from agent.seccomp.syscalls import architecture_name, native_architecture
 from agent.seccomp.trial.plan import Verdict, explain, notifies, observe_document, record_document
 from agent.seccomp.trial.supervise import TrialError, build_filter, run, syscall_name
 from agent.validation.validate import FLATTENED_PREFIX, validate_spec
@@ -209,12 +209,7 @@ def _runtime_names(architecture: str) -> set[str]:
 
 
 def _arch_name(token: int) -> str:
-    from agent.seccomp.worker import ARCHITECTURES
-
-    for name, value in ARCHITECTURES.items():
-        if value == token:
-            return name
-    return hex(token)
+    return architecture_name(token) or hex(token)
 
 
 def _report(
