@@ -12,11 +12,14 @@ from agent.api.model import DNS1123_LABEL_MAX, DNS1123_LABEL_PATTERN
 _DNS_LABEL = re.compile(DNS1123_LABEL_PATTERN)
 
 
-def is_dns_label(value: object) -> bool:
-    """True for a DNS-1123 label: the only names that become a directory or file on the host."""
+def is_dns_label(value: object, *, max_length: int | None = DNS1123_LABEL_MAX) -> bool:
+    """True for a DNS-1123 label: the only names that become a directory or file on the host.
+
+    `max_length=None` checks the characters alone, to tell "too long" from "not a label".
+    """
     return (
         isinstance(value, str)
-        and len(value) <= DNS1123_LABEL_MAX
+        and (max_length is None or len(value) <= max_length)
         and _DNS_LABEL.fullmatch(value) is not None
     )
 

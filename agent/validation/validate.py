@@ -6,7 +6,6 @@ compile step, which is handed in (the agent and CLI pass a `Compiler`, tests may
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -14,15 +13,8 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from agent.api.findings import Finding, ValidationReport, error
-from agent.api.model import (
-    API_GROUP,
-    API_VERSION,
-    DNS1123_LABEL_MAX,
-    DNS1123_LABEL_PATTERN,
-    KIND,
-    OciSeccomp,
-    ProfileSpec,
-)
+from agent.api.keys import is_dns_label
+from agent.api.model import API_GROUP, API_VERSION, DNS1123_LABEL_MAX, KIND, OciSeccomp, ProfileSpec
 from agent.profiles.compose import ResolvedBase, compose
 from agent.profiles.render import oci_document
 from agent.seccomp.compiler import ArchCompileResult, TransientCompileError
@@ -214,7 +206,6 @@ class ResourceReport:
         return f"{self.namespace}/{self.name}"
 
 
-_DNS_LABEL = re.compile(DNS1123_LABEL_PATTERN)
 _SPO_GROUP = "security-profiles-operator.x-k8s.io"
 
 
@@ -282,7 +273,9 @@ def _metadata_findings(metadata: Mapping[str, Any]) -> list[Finding]:
     findings = []
     for key in ("name", "namespace"):
         value = metadata.get(key, "default" if key == "namespace" else None)
-        if not isinstance(value, str) or not _DNS_LABEL.match(value):
+        if is_dns_label(value):
+            continue
+        if not is_dns_label(value, max_length=None):
             findings.append(
                 error(
                     f"metadata.{key}",
@@ -291,7 +284,7 @@ def _metadata_findings(metadata: Mapping[str, Any]) -> list[Finding]:
                     f"at most {DNS1123_LABEL_MAX}): it becomes a path component on the node",
                 )
             )
-        elif len(value) > DNS1123_LABEL_MAX:
+        else:
             findings.append(
                 error(f"metadata.{key}", "InvalidName", f"longer than {DNS1123_LABEL_MAX}")
             )
