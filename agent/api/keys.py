@@ -49,7 +49,14 @@ class ProfileKey(NamedTuple):
         return cls(namespace, name) if namespace and name and "/" not in name else None
 
 
-def profile_key(obj: Mapping[str, Any]) -> ProfileKey:
-    """The key of an object from the API (a missing part reads as "", which is never valid)."""
-    meta = obj.get("metadata") or {}
-    return ProfileKey(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+def profile_key(obj: Mapping[str, Any], *, default_namespace: str = "") -> ProfileKey:
+    """The key of an object from the API (a missing part reads as "", which is never valid).
+
+    A file given to the CLI may leave its namespace out: pass `DEFAULT_NAMESPACE` to read it as
+    kubectl would.
+    """
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        meta = {}
+    namespace = meta.get("namespace") or default_namespace
+    return ProfileKey(str(namespace), str(meta.get("name") or ""))

@@ -39,6 +39,8 @@ UINT64_MAX: Final = 2**64 - 1
 SYSCALL_NAME_PATTERN: Final = r"^[a-z_][a-z0-9_]*$"
 DNS1123_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_LABEL_MAX: Final = 63
+# Where kubectl puts an object whose file names no namespace; the CLI reads files the same way.
+DEFAULT_NAMESPACE: Final = "default"
 # spec.baseProfileName: another SeccompProfile in the same namespace (a DNS-1123 label), or a
 # built-in base shipped with the agent, `runtime/<name>@<upstream version>`
 # (agent.profiles.builtin_bases).
@@ -179,7 +181,7 @@ class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: DnsLabel
-    namespace: DnsLabel = "default"
+    namespace: DnsLabel = DEFAULT_NAMESPACE
     uid: str | None = None
     generation: int | None = None
     resourceVersion: str | None = None  # noqa: N815 - Kubernetes field name

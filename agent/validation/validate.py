@@ -13,8 +13,16 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from agent.api.findings import Finding, ValidationReport, error
-from agent.api.keys import is_dns_label
-from agent.api.model import API_GROUP, API_VERSION, DNS1123_LABEL_MAX, KIND, OciSeccomp, ProfileSpec
+from agent.api.keys import is_dns_label, profile_key
+from agent.api.model import (
+    API_GROUP,
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    DNS1123_LABEL_MAX,
+    KIND,
+    OciSeccomp,
+    ProfileSpec,
+)
 from agent.profiles.compose import ResolvedBase, compose
 from agent.profiles.render import oci_document
 from agent.seccomp.compiler import ArchCompileResult, TransientCompileError
@@ -222,11 +230,10 @@ def validate_resource(
         return ResourceReport(
             "-", "-", ValidationReport((error("(document)", "Schema", "not an object"),), None)
         )
-    metadata = document.get("metadata") if isinstance(document.get("metadata"), Mapping) else {}
-    assert isinstance(metadata, Mapping)
-    name = str(metadata.get("name", "-"))
-    namespace = str(metadata.get("namespace", "default"))
-    findings = _identity_findings(document) + _metadata_findings(metadata)
+    metadata = document.get("metadata")
+    findings = _identity_findings(document) + _metadata_findings(
+        metadata if isinstance(metadata, Mapping) else {}
+    )
     raw_spec = document.get("spec")
     chain: tuple[str, ...] = ()
     if isinstance(raw_spec, Mapping) and raw_spec.get("baseProfileName") is not None:
@@ -247,7 +254,8 @@ def validate_resource(
     report = ValidationReport(
         tuple(findings) + spec_report.findings, spec_report.profile if not findings else None
     )
-    return ResourceReport(namespace, name, report, chain)
+    key = profile_key(document, default_namespace=DEFAULT_NAMESPACE)
+    return ResourceReport(key.namespace, key.name or "-", report, chain)
 
 
 def _identity_findings(document: Mapping[str, Any]) -> list[Finding]:
@@ -272,7 +280,7 @@ def _identity_findings(document: Mapping[str, Any]) -> list[Finding]:
 def _metadata_findings(metadata: Mapping[str, Any]) -> list[Finding]:
     findings = []
     for key in ("name", "namespace"):
-        value = metadata.get(key, "default" if key == "namespace" else None)
+        value = metadata.get(key, DEFAULT_NAMESPACE if key == "namespace" else None)
         if is_dns_label(value):
             continue
         if not is_dns_label(value, max_length=None):

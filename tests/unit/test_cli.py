@@ -97,6 +97,25 @@ def test_names_that_become_paths_must_be_dns_labels(
     assert all(f.reason == "InvalidName" for f in result.report.errors)
 
 
+@pytest.mark.parametrize(
+    ("metadata", "ref"),
+    [
+        ({"name": "web", "namespace": "team"}, "team/web"),
+        ({"name": "web"}, "default/web"),
+        ({}, "default/-"),
+        # null reads as absent (agent.api.keys.profile_key); it used to print as `None/None`.
+        ({"name": None, "namespace": None}, "default/-"),
+    ],
+)
+def test_a_profile_is_reported_by_its_key_in_kubectls_default_namespace(
+    metadata: dict[str, Any], ref: str
+) -> None:
+    result = validate_resource(
+        profile_named(**metadata), default_architectures=["SCMP_ARCH_X86_64"], compile_profile=None
+    )
+    assert result.ref == ref
+
+
 def test_raw_oci_json_from_stdin_with_an_architecture(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
