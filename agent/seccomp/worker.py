@@ -34,20 +34,11 @@ from typing import IO, Any, Final, Protocol, TypeGuard, cast
 
 from agent.seccomp.runc import condition_sets
 
+# What the agent (and the compiler's test worker) uses; everything else here is private.
 __all__ = [
-    "ARCHITECTURES",
-    "HEADER",
-    "UNKNOWN_SYSCALL",
-    "FilterBuilder",
-    "ProfileError",
-    "ResourceError",
-    "main",
-    "native_token",
-    "parse_action",
-    "parse_condition_sets",
-    "resolve_name",
-    "serve",
-]
+    "ARCHITECTURES", "HEADER", "UNKNOWN_SYSCALL", "FilterBuilder", "ProfileError", "ResourceError",
+    "main", "native_token", "parse_action", "parse_condition_sets", "resolve_name", "serve",
+]  # fmt: skip
 
 # pyseccomp ships no type hints: it is used only through the typed helpers below.
 _seccomp: Any = importlib.import_module("pyseccomp")
