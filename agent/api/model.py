@@ -120,13 +120,14 @@ DnsLabel = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    """Unknown keys are errors: containerd would drop them silently, changing the profile."""
+class StrictModel(BaseModel):
+    """Unknown keys are errors: containerd would drop them silently, changing the profile; in a
+    policy, a misspelt key would leave the default in force unnoticed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class SyscallArg(_Strict):
+class SyscallArg(StrictModel):
     """One condition on a syscall argument (OCI LinuxSeccompArg)."""
 
     index: Annotated[int, Field(ge=0, le=MAX_ARGS - 1)]
@@ -135,7 +136,7 @@ class SyscallArg(_Strict):
     op: Operator
 
 
-class SyscallRule(_Strict):
+class SyscallRule(StrictModel):
     """An action for a set of syscalls, optionally conditioned on arguments (OCI LinuxSyscall)."""
 
     names: Annotated[list[SyscallName], Field(min_length=1, max_length=MAX_NAMES_PER_RULE)]
@@ -144,7 +145,7 @@ class SyscallRule(_Strict):
     args: Annotated[list[SyscallArg], Field(max_length=MAX_ARGS)] | None = None
 
 
-class OciSeccomp(_Strict):
+class OciSeccomp(StrictModel):
     """The OCI runtime-spec seccomp object: the `spec` of a SeccompProfile and the file on disk."""
 
     defaultAction: Action  # noqa: N815 - OCI field name
@@ -187,12 +188,17 @@ class ObjectMeta(BaseModel):
     resourceVersion: str | None = None  # noqa: N815 - Kubernetes field name
 
 
-class SeccompProfile(BaseModel):
-    """A `seccompsync.io/v1alpha1` SeccompProfile object; status is owned by the agents."""
+class ApiObject(BaseModel):
+    """A `seccompsync.io/v1alpha1` object, of which only the fields declared are read."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     apiVersion: Literal["seccompsync.io/v1alpha1"]  # noqa: N815
+
+
+class SeccompProfile(ApiObject):
+    """A SeccompProfile object; status is owned by the agents."""
+
     kind: Literal["SeccompProfile"]
     metadata: ObjectMeta
     spec: ProfileSpec
