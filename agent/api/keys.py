@@ -56,7 +56,5 @@ def profile_key(obj: Mapping[str, Any], *, default_namespace: str = "") -> Profi
     kubectl would.
     """
     meta = obj.get("metadata")
-    if not isinstance(meta, Mapping):
-        meta = {}
-    namespace = meta.get("namespace") or default_namespace
-    return ProfileKey(str(namespace), str(meta.get("name") or ""))
+    meta = meta if isinstance(meta, Mapping) else {}
+    return ProfileKey(str(meta.get("namespace") or default_namespace), str(meta.get("name") or ""))

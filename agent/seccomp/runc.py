@@ -1,8 +1,7 @@
 """runc's rule for grouping a rule's argument conditions into libseccomp rules: the one copy.
 
-The compile worker builds filters by it, and the cost model (which must not reach for the
-worker) estimates by it. Pure and free of imports from the agent, so the worker process stays
-quick to start.
+Used by the compile worker and by the cost model (which may not import the worker). Pure, and
+imports nothing of the agent: the worker process stays quick to start.
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ def condition_sets(
 ) -> list[tuple[Condition, ...]]:
     """The libseccomp rules runc adds, per syscall name, for one OCI rule's conditions.
 
-    `indexes[i]` is the argument index `conditions[i]` tests. All conditions go into one rule
-    (ANDed), unless an argument index repeats: then each condition is a rule of its own (ORed),
-    as libseccomp refuses two conditions on one argument with EINVAL. No conditions: one rule.
+    `indexes[i]` is the argument `conditions[i]` tests. One rule ANDs them all, unless an index
+    repeats: then each is a rule of its own (ORed), as libseccomp refuses two on one argument.
     """
     if len(set(indexes)) < len(indexes):
         return [(condition,) for condition in conditions]

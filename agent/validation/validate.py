@@ -293,17 +293,11 @@ def _metadata_findings(metadata: Mapping[str, Any]) -> list[Finding]:
         value = metadata.get(key, DEFAULT_NAMESPACE if key == "namespace" else None)
         if is_dns_label(value):
             continue
-        if not is_dns_label(value, max_length=None):
-            findings.append(
-                error(
-                    f"metadata.{key}",
-                    "InvalidName",
-                    f"{value!r} must be a DNS-1123 label (lower-case letters, digits and '-', "
-                    f"at most {DNS1123_LABEL_MAX}): it becomes a path component on the node",
-                )
-            )
-        else:
-            findings.append(
-                error(f"metadata.{key}", "InvalidName", f"longer than {DNS1123_LABEL_MAX}")
-            )
+        message = (
+            f"longer than {DNS1123_LABEL_MAX}"
+            if is_dns_label(value, max_length=None)
+            else f"{value!r} must be a DNS-1123 label (lower-case letters, digits and '-', "
+            f"at most {DNS1123_LABEL_MAX}): it becomes a path component on the node"
+        )
+        findings.append(error(f"metadata.{key}", "InvalidName", message))
     return findings
