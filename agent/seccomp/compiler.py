@@ -33,8 +33,8 @@ from typing import Any, Final
 from agent.seccomp import worker
 from agent.seccomp.cost import Lane, estimate
 
-# The worker is a module of this package, started by the interpreter running the agent, so it
-# finds the package wherever the agent does. -P: nothing from the working directory shadows it.
+# A module of this package, run by the same interpreter in the same environment: it finds the
+# package as installed (or on PYTHONPATH). -P: nothing in the working directory shadows it.
 WORKER_COMMAND: Final[tuple[str, ...]] = (sys.executable, "-P", "-m", worker.__name__)
 _READ_CHUNK: Final = 1 << 16
 _EXIT_GRACE_SECONDS: Final = 2.0
