@@ -1,6 +1,6 @@
 """Generate the runtime-default allowlist from Docker's default seccomp profile.
 
-Usage: python -m tools.generate_runtime_default path/to/moby-default.json
+Usage: python -m tools.generate_runtime_default path/to/moby-default.json 'commit of YYYY-MM-DD'
 
 "At least as strict as the runtime default" means: no ALLOW-like rule for a syscall that the
 container runtime's default profile does not allow an unprivileged container. containerd's
@@ -20,6 +20,7 @@ that nobody edited them by hand:
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import textwrap
@@ -137,22 +138,29 @@ def _replace_section(manifest: str, section: str, text: Callable[[str], str]) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2:
-        print(
-            "usage: python -m tools.generate_runtime_default MOBY-DEFAULT.JSON "
-            "'SOURCE DETAIL (commit date)'",
-            file=sys.stderr,
-        )
-        return 2
-    source = Path(args[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.generate_runtime_default",
+        description="Write the runtime-default allowlist (the JSON and the API server's policy) "
+        "from Docker's default seccomp profile.",
+    )
+    parser.add_argument(
+        "profile",
+        metavar="MOBY-DEFAULT.JSON",
+        type=Path,
+        help="seccomp/default.json of moby/profiles",
+    )
+    parser.add_argument(
+        "detail", metavar="SOURCE-DETAIL", help="which version it is, e.g. 'commit of 2026-06-30'"
+    )
+    args = parser.parse_args(argv)
+    source: Path = args.profile
     try:
         names = allowed_names(json.loads(source.read_text(encoding="utf-8")))
         manifest = replace_generated(MANIFEST_PATH.read_text(encoding="utf-8"), names)
     except (OSError, ValueError) as exc:
         print(f"{source}: {exc}", file=sys.stderr)
         return 1
-    JSON_PATH.write_text(json_document(args[1], names), encoding="utf-8")
+    JSON_PATH.write_text(json_document(args.detail, names), encoding="utf-8")
     MANIFEST_PATH.write_text(manifest, encoding="utf-8")
     print(f"wrote {JSON_PATH} and {MANIFEST_PATH}: {len(names)} syscalls")
     return 0

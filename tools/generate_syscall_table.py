@@ -10,6 +10,7 @@ architecture are kept; the output is deterministic so a regenerated file diffs c
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import re
@@ -116,11 +117,15 @@ def render(table: Mapping[str, object]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print("usage: python -m tools.generate_syscall_table SYSCALLS.CSV", file=sys.stderr)
-        return 2
-    source = Path(args[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.generate_syscall_table",
+        description=f"Write {OUTPUT_PATH.relative_to(OUTPUT_PATH.parents[2])} from libseccomp's "
+        "syscall table.",
+    )
+    parser.add_argument(
+        "csv", metavar="SYSCALLS.CSV", type=Path, help="libseccomp's src/syscalls.csv"
+    )
+    source: Path = parser.parse_args(argv).csv
     try:
         version, names = parse_table(source.read_text(encoding="utf-8").splitlines())
     except (OSError, TableError) as exc:

@@ -12,11 +12,14 @@ from agent.api.model import DNS1123_LABEL_MAX, DNS1123_LABEL_PATTERN
 _DNS_LABEL = re.compile(DNS1123_LABEL_PATTERN)
 
 
-def is_dns_label(value: object) -> bool:
-    """True for a DNS-1123 label: the only names that become a directory or file on the host."""
+def is_dns_label(value: object, *, max_length: int | None = DNS1123_LABEL_MAX) -> bool:
+    """True for a DNS-1123 label: the only names that become a directory or file on the host.
+
+    `max_length=None` checks the characters alone, to tell "too long" from "not a label".
+    """
     return (
         isinstance(value, str)
-        and len(value) <= DNS1123_LABEL_MAX
+        and (max_length is None or len(value) <= max_length)
         and _DNS_LABEL.fullmatch(value) is not None
     )
 
@@ -46,7 +49,12 @@ class ProfileKey(NamedTuple):
         return cls(namespace, name) if namespace and name and "/" not in name else None
 
 
-def profile_key(obj: Mapping[str, Any]) -> ProfileKey:
-    """The key of an object from the API (a missing part reads as "", which is never valid)."""
-    meta = obj.get("metadata") or {}
-    return ProfileKey(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+def profile_key(obj: Mapping[str, Any], *, default_namespace: str = "") -> ProfileKey:
+    """The key of an object from the API (a missing part reads as "", which is never valid).
+
+    A file given to the CLI may leave its namespace out: pass `DEFAULT_NAMESPACE` to read it as
+    kubectl would.
+    """
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    return ProfileKey(str(meta.get("namespace") or default_namespace), str(meta.get("name") or ""))

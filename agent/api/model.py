@@ -39,6 +39,8 @@ UINT64_MAX: Final = 2**64 - 1
 SYSCALL_NAME_PATTERN: Final = r"^[a-z_][a-z0-9_]*$"
 DNS1123_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_LABEL_MAX: Final = 63
+# Where kubectl puts an object whose file names no namespace; the CLI reads files the same way.
+DEFAULT_NAMESPACE: Final = "default"
 # spec.baseProfileName: another SeccompProfile in the same namespace (a DNS-1123 label), or a
 # built-in base shipped with the agent, `runtime/<name>@<upstream version>`
 # (agent.profiles.builtin_bases).
@@ -118,13 +120,14 @@ DnsLabel = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    """Unknown keys are errors: containerd would drop them silently, changing the profile."""
+class StrictModel(BaseModel):
+    """Unknown keys are errors: containerd would drop them silently, changing the profile; in a
+    policy, a misspelt key would leave the default in force unnoticed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class SyscallArg(_Strict):
+class SyscallArg(StrictModel):
     """One condition on a syscall argument (OCI LinuxSeccompArg)."""
 
     index: Annotated[int, Field(ge=0, le=MAX_ARGS - 1)]
@@ -133,7 +136,7 @@ class SyscallArg(_Strict):
     op: Operator
 
 
-class SyscallRule(_Strict):
+class SyscallRule(StrictModel):
     """An action for a set of syscalls, optionally conditioned on arguments (OCI LinuxSyscall)."""
 
     names: Annotated[list[SyscallName], Field(min_length=1, max_length=MAX_NAMES_PER_RULE)]
@@ -142,7 +145,7 @@ class SyscallRule(_Strict):
     args: Annotated[list[SyscallArg], Field(max_length=MAX_ARGS)] | None = None
 
 
-class OciSeccomp(_Strict):
+class OciSeccomp(StrictModel):
     """The OCI runtime-spec seccomp object: the `spec` of a SeccompProfile and the file on disk."""
 
     defaultAction: Action  # noqa: N815 - OCI field name
@@ -166,7 +169,7 @@ class ProfileSpec(OciSeccomp):
     """The `spec` of a SeccompProfile: an OCI seccomp object, optionally built on a base.
 
     With `baseProfileName`, `defaultAction` may be left out (the base's applies) and the node
-    gets the flattened composition (agent.compose), never this object as written.
+    gets the flattened composition (agent.profiles.compose), never this object as written.
     """
 
     defaultAction: Action | None = None  # type: ignore[assignment]  # noqa: N815
@@ -179,18 +182,23 @@ class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: DnsLabel
-    namespace: DnsLabel = "default"
+    namespace: DnsLabel = DEFAULT_NAMESPACE
     uid: str | None = None
     generation: int | None = None
     resourceVersion: str | None = None  # noqa: N815 - Kubernetes field name
 
 
-class SeccompProfile(BaseModel):
-    """A `seccompsync.io/v1alpha1` SeccompProfile object; status is owned by the agents."""
+class ApiObject(BaseModel):
+    """A `seccompsync.io/v1alpha1` object, of which only the fields declared are read."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     apiVersion: Literal["seccompsync.io/v1alpha1"]  # noqa: N815
+
+
+class SeccompProfile(ApiObject):
+    """A SeccompProfile object; status is owned by the agents."""
+
     kind: Literal["SeccompProfile"]
     metadata: ObjectMeta
     spec: ProfileSpec

@@ -6,10 +6,11 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from agent.api.keys import profile_key
+from agent.api.model import DEFAULT_NAMESPACE
 from agent.cli.documents import Document, UnreadableInputError, read_documents
 from agent.cli.local_profiles import LocalProfiles
 from agent.profiles.builtin_bases import BUILTINS
@@ -58,7 +59,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         "--kernel", help="the nodes' kernel (e.g. 6.1) for minKernel; default: assume met"
     )
     parser.add_argument("--name", help="metadata.name (default: from the file name)")
-    parser.add_argument("--namespace", default="default", help="metadata.namespace")
+    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="metadata.namespace")
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -110,11 +111,9 @@ def run_convert(args: argparse.Namespace) -> int:
     except (UnreadableInputError, ConversionError) as exc:
         print(f"seccomp-agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    siblings = {
-        str(d.content.get("metadata", {}).get("name"))
-        for d in documents
-        if isinstance(d.content, dict) and isinstance(d.content.get("metadata"), dict)
-    }
+    # The names another document's SPO baseProfileName may mean (a nameless one is no base).
+    siblings = {profile_key(d.content).name for d in documents if isinstance(d.content, dict)}
+    siblings.discard("")
     conversions: list[tuple[Document, Conversion]] = []
     status = EXIT_OK
     for doc in documents:
@@ -153,19 +152,18 @@ def _cluster_documents(
     from agent.cli.fetch import fetch_profiles  # the Kubernetes client only when asked for
 
     namespaces = {
-        str((d.content.get("metadata") or {}).get("namespace", "default"))
+        profile_key(d.content, default_namespace=DEFAULT_NAMESPACE).namespace
         for d in documents
         if d.is_resource
     }
     if wanted and "/" in wanted:
         namespaces.add(wanted.split("/", 1)[0])
     try:
-        objects = fetch_profiles(kubeconfig, namespaces or {"default"})
+        objects = fetch_profiles(kubeconfig, namespaces or {DEFAULT_NAMESPACE})
     except Exception as exc:  # unreachable cluster, bad credentials: a usage problem here
         raise UnreadableInputError(f"{kubeconfig}: cannot list SeccompProfiles: {exc}") from exc
     return [
-        Document(f"cluster:{o['metadata']['namespace']}", index, o)
-        for index, o in enumerate(objects)
+        Document(f"cluster:{profile_key(o).namespace}", index, o) for index, o in enumerate(objects)
     ]
 
 
@@ -200,6 +198,5 @@ def _name_from(doc: Document) -> str:
 def _selected(doc: Document, wanted: str | None) -> bool:
     if wanted is None:
         return True
-    meta: dict[str, Any] = doc.content.get("metadata") or {}
-    name = str(meta.get("name"))
-    return wanted in (name, f"{meta.get('namespace', 'default')}/{name}")
+    key = profile_key(doc.content, default_namespace=DEFAULT_NAMESPACE)
+    return bool(key.name) and wanted in (key.name, str(key))

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent.api.keys import ProfileKey
+from agent.api.keys import ProfileKey, profile_key
+from agent.api.model import DEFAULT_NAMESPACE
 from agent.cli.documents import Document
 from agent.profiles.base_graph import walk_chain
 from agent.profiles.base_resolution import BaseState, resolve_base
@@ -35,10 +36,10 @@ class LocalProfiles:
 
     @staticmethod
     def key_of(doc: Document) -> ProfileKey | None:
+        """The profile's key among the files; None for a document without metadata."""
         if not doc.is_resource or not isinstance(doc.content.get("metadata"), dict):
             return None
-        meta = doc.content["metadata"]
-        return ProfileKey(str(meta.get("namespace", "default")), str(meta.get("name", "-")))
+        return profile_key(doc.content, default_namespace=DEFAULT_NAMESPACE)
 
     def report(self, doc: Document) -> ResourceReport:
         """Validation of one SeccompProfile document, its base resolved among the files."""

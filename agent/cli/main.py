@@ -24,7 +24,7 @@ from agent.profiles.tenancy.policy import (
 )
 from agent.seccomp.compiler import Compiler, TransientCompileError
 from agent.seccomp.syscalls import native_architecture
-from agent.validation.validate import CompileFn, ResourceReport, validate_resource, validate_spec
+from agent.validation.validate import ResourceReport, validate_spec
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -127,17 +127,7 @@ def _validate(args: argparse.Namespace) -> int:
         # Profiles with a baseProfileName take their base from the other files, or a built-in.
         local = LocalProfiles(documents, architectures, node_architectures, compiler.compile)
         try:
-            reports = [
-                (
-                    doc,
-                    local.report(doc)
-                    if doc.is_resource
-                    else _validate_document(
-                        doc, architectures, node_architectures, compiler.compile
-                    ),
-                )
-                for doc in documents
-            ]
+            reports = [(doc, _report(doc, local)) for doc in documents]
         except TransientCompileError as exc:
             print(
                 "seccomp-agent: could not compile (not a verdict on the profile; try again): "
@@ -155,25 +145,16 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_VALID if all(r.report.valid for _, r in reports) else EXIT_INVALID
 
 
-def _validate_document(
-    doc: Document,
-    architectures: Sequence[str],
-    node_architectures: Sequence[str],
-    compile_profile: CompileFn,
-) -> ResourceReport:
+def _report(doc: Document, local: LocalProfiles) -> ResourceReport:
+    """A SeccompProfile's report (its base resolved among the files), or a raw OCI file's."""
     if doc.is_resource:
-        return validate_resource(
-            doc.content,
-            default_architectures=architectures,
-            compile_profile=compile_profile,
-            node_architectures=node_architectures,
-        )
+        return local.report(doc)
     report = validate_spec(
         doc.content,
-        default_architectures=architectures,
-        compile_profile=compile_profile,
-        prefix="",
-        node_architectures=node_architectures,
+        default_architectures=local.architectures,
+        compile_profile=local.compile_profile,
+        prefix="",  # no `spec.` around a raw file: its fields are named as they are in it
+        node_architectures=local.node_architectures,
     )
     return ResourceReport("-", f"document-{doc.index}", report)
 

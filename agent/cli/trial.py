@@ -23,13 +23,14 @@ from typing import Any, Final
 
 import yaml
 
-from agent.api.model import API_GROUP, API_VERSION, KIND, OciSeccomp
+from agent.api.keys import profile_key
+from agent.api.model import API_GROUP, API_VERSION, DEFAULT_NAMESPACE, KIND, OciSeccomp
 from agent.cli.documents import UnreadableInputError, read_documents
 from agent.cli.local_profiles import LocalProfiles
 from agent.profiles.builtin_bases import builtin_profile
 from agent.profiles.convert import dns_label
 from agent.seccomp.compiler import Compiler
-from agent.seccomp.syscalls import native_architecture
+from agent.seccomp.syscalls import architecture_name, native_architecture
 from agent.seccomp.trial.plan import Verdict, explain, notifies, observe_document, record_document
 from agent.seccomp.trial.supervise import TrialError, build_filter, run, syscall_name
 from agent.validation.validate import FLATTENED_PREFIX, validate_spec
@@ -60,7 +61,7 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = "seccomp-agent record [options] -- CMD [ARGS...]"
     parser.add_argument("--name", help="metadata.name (default: from the command)")
-    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
     parser.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     parser.add_argument(
         "--no-runtime",
@@ -184,11 +185,11 @@ def _load_profile(path: str, wanted: str | None) -> tuple[OciSeccomp, str, str] 
             )
             label, prefix, chain = path, "", tuple[str, ...]()
         else:
-            chosen = [d for d in resources if wanted in (None, d.content["metadata"].get("name"))]
+            names = [profile_key(d.content).name or "-" for d in resources]
+            chosen = [d for d, name in zip(resources, names, strict=True) if wanted in (None, name)]
             if len(chosen) != 1:
                 print(
-                    f"seccomp-agent: {path}: give --name (one of "
-                    f"{', '.join(str(d.content['metadata'].get('name')) for d in resources)})",
+                    f"seccomp-agent: {path}: give --name (one of {', '.join(names)})",
                     file=sys.stderr,
                 )
                 return None
@@ -209,12 +210,7 @@ def _runtime_names(architecture: str) -> set[str]:
 
 
 def _arch_name(token: int) -> str:
-    from agent.seccomp.worker import ARCHITECTURES
-
-    for name, value in ARCHITECTURES.items():
-        if value == token:
-            return name
-    return hex(token)
+    return architecture_name(token) or hex(token)
 
 
 def _report(

@@ -1,2 +1,2 @@
-"""libseccomp: the syscall vocabulary, the compile worker process and its client, and the
-supervisor behind `seccomp-agent test` and `record`."""
+"""libseccomp: the syscall vocabulary, the compile worker process, its client and cost model,
+runc's rules, and the supervisor behind `seccomp-agent test` and `record`."""

@@ -1,7 +1,7 @@
 """Compile OCI seccomp profiles with the real libseccomp, safely, and count BPF instructions.
 
 libseccomp is C and can crash (or run for minutes) on absurd input, so it runs in a long-lived
-child process (`worker.py`): a crash or a stall costs that one profile an error result
+child process (`agent.seccomp.worker`): a crash or a stall costs that one profile an error result
 and the next call starts a fresh worker. Keeping the worker alive between calls is what makes a
 compile cheap (a few milliseconds), as opposed to paying an interpreter start-up per profile.
 
@@ -27,14 +27,15 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
 from agent.seccomp import worker
 from agent.seccomp.cost import Lane, estimate
 
-WORKER_SCRIPT: Final = Path(worker.__file__)
+# A module of this package, run by the same interpreter in the same environment: it finds the
+# package as installed (or on PYTHONPATH). -P: nothing in the working directory shadows it.
+WORKER_COMMAND: Final[tuple[str, ...]] = (sys.executable, "-P", "-m", worker.__name__)
 _READ_CHUNK: Final = 1 << 16
 _EXIT_GRACE_SECONDS: Final = 2.0
 # Signals that mean the worker crashed by itself rather than being killed from outside.
@@ -72,9 +73,12 @@ class Compiler:
     expensive one.
     """
 
-    def __init__(self, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self, timeout_seconds: float = 10.0, worker_command: Sequence[str] = WORKER_COMMAND
+    ) -> None:
+        """`worker_command` starts a worker process (tests start one that can crash on cue)."""
         self._timeout = timeout_seconds
-        self._lanes = {lane: _LaneWorker(lane) for lane in Lane}
+        self._lanes = {lane: _LaneWorker(lane, worker_command) for lane in Lane}
         self._closed = False
 
     def compile(
@@ -123,9 +127,10 @@ class Compiler:
 class _LaneWorker:
     """One lane: a lock and the worker process it serialises (started on first use)."""
 
-    def __init__(self, lane: Lane) -> None:
+    def __init__(self, lane: Lane, command: Sequence[str]) -> None:
         self.lane = lane
         self.lock = threading.Lock()
+        self._command = tuple(command)
         self._worker: _Worker | None = None
 
     def compile(
@@ -189,7 +194,7 @@ class _LaneWorker:
         if self._worker is not None and not self._worker.alive():
             self.discard_worker()
         if self._worker is None:
-            self._worker = _Worker.start()
+            self._worker = _Worker.start(self._command)
         return self._worker
 
     def discard_worker(self, *, kill: bool = False) -> int | None:
@@ -258,11 +263,11 @@ class _Worker:
         self._finalizer = weakref.finalize(self, _kill, process)
 
     @classmethod
-    def start(cls) -> _Worker:
+    def start(cls, command: Sequence[str]) -> _Worker:
         # subprocess forks and execs in C with nothing else run in between, so it is safe from a
-        # threaded or asyncio parent. -P: do not put the worker's own folder on sys.path.
+        # threaded or asyncio parent.
         process = subprocess.Popen(
-            [sys.executable, "-P", str(WORKER_SCRIPT)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,

@@ -22,12 +22,13 @@ Each target architecture is a filter of its own, so the cost is per architecture
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
 from agent.api.findings import Finding, error
+from agent.seccomp.runc import condition_sets
 
 
 class Lane(StrEnum):
@@ -96,7 +97,7 @@ def estimate(profile: Any, architectures: int) -> CompileCost:
     (validation reports it).
     """
     architectures = max(architectures, 1)
-    groups = _condition_sets_by_syscall(profile) if isinstance(profile, Mapping) else {}
+    groups = _condition_sets_by_syscall(profile)
     costs = [_syscall_cost(name, first, sets) for name, (first, sets) in groups.items()]
     conditions = sum(c.conditions for c in costs)
     rules = sum(c.rules for c in costs)
@@ -180,37 +181,37 @@ _Condition = tuple[object, ...]
 _ConditionSet = tuple[_Condition, ...]
 
 
-def _condition_sets_by_syscall(
-    profile: Mapping[str, Any],
-) -> dict[str, tuple[int, list[_ConditionSet]]]:
+def _named_rules(profile: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """The rules with a list of names, and their index in `syscalls`: the rest cost nothing."""
+    rules = profile.get("syscalls") if isinstance(profile, Mapping) else None
+    if isinstance(rules, list):
+        for index, rule in enumerate(rules):
+            if isinstance(rule, Mapping) and isinstance(rule.get("names"), list):
+                yield index, rule
+
+
+def _condition_sets_by_syscall(profile: Any) -> dict[str, tuple[int, list[_ConditionSet]]]:
     """Per syscall name: the index of its first rule and the condition set of each rule."""
-    rules = profile.get("syscalls")
-    if not isinstance(rules, list):
-        return {}
-    default = (profile.get("defaultAction"), profile.get("defaultErrnoRet"))
     groups: dict[str, tuple[int, list[_ConditionSet]]] = {}
-    for index, rule in enumerate(rules):
-        if not isinstance(rule, Mapping) or not isinstance(rule.get("names"), list):
-            continue
+    if not isinstance(profile, Mapping):
+        return groups
+    default = (profile.get("defaultAction"), profile.get("defaultErrnoRet"))
+    for index, rule in _named_rules(profile):
         if (rule.get("action"), rule.get("errnoRet")) == default:
             continue  # the compiler skips rules with the default action, as runtimes do
-        condition_sets = _runc_condition_sets(rule.get("args"))
+        alternatives = _runc_condition_sets(rule.get("args"))
         for name in rule["names"]:
             if isinstance(name, str):
-                groups.setdefault(name, (index, []))[1].extend(condition_sets)
+                groups.setdefault(name, (index, []))[1].extend(alternatives)
     return groups
 
 
 def _runc_condition_sets(args: Any) -> list[_ConditionSet]:
     """The libseccomp rules runc adds for one OCI rule's `args` (one per name)."""
-    if not isinstance(args, list) or not args:
+    if not isinstance(args, list):
         return [()]
     conditions = [_condition(arg) for arg in args if isinstance(arg, Mapping)]
-    indexes = [condition[0] for condition in conditions]
-    if len(set(indexes)) < len(indexes):
-        # A repeated argument index: runc adds each condition as a rule of its own (ORed).
-        return [(condition,) for condition in conditions]
-    return [tuple(conditions)]
+    return condition_sets(conditions, [condition[0] for condition in conditions])
 
 
 def _condition(arg: Mapping[str, Any]) -> _Condition:
@@ -265,7 +266,6 @@ def _product(factors: Iterable[int]) -> int:
 def lane_for(profile: Any, architectures: int) -> Lane:
     """The compile lane for a profile: `estimate(...).lane`, in O(rules) for big profiles.
 
-
     The agent decides on its event loop, where walking every name of 512 rules x 1,024 names
     would stall everything else: a profile with that many (name x alternative) pairs is expensive
     by the model's rule term alone, so the walk is skipped.
@@ -280,14 +280,10 @@ def shape_size(profile: Any) -> int:
 
     What `estimate` walks; tells the caller whether estimating is worth a thread of its own.
     """
-    rules = profile.get("syscalls") if isinstance(profile, Mapping) else None
-    if not isinstance(rules, list):
-        return 0
     size = 0
-    for rule in rules:
-        if isinstance(rule, Mapping) and isinstance(rule.get("names"), list):
-            args = rule.get("args")
-            size += len(rule["names"]) * max(1, len(args) if isinstance(args, list) else 0)
+    for _, rule in _named_rules(profile):
+        args = rule.get("args")
+        size += len(rule["names"]) * max(1, len(args) if isinstance(args, list) else 0)
     return size
 
 
@@ -296,11 +292,7 @@ _EXPENSIVE_BY_RULES_ALONE: Final = 3_200
 
 
 def _rule_pairs_upper_bound(profile: Any) -> int:
-    rules = profile.get("syscalls") if isinstance(profile, Mapping) else None
-    if not isinstance(rules, list):
-        return 0
-    total = 0
-    for rule in rules:
-        if isinstance(rule, Mapping) and isinstance(rule.get("names"), list):
-            total += len(rule["names"]) * len(_runc_condition_sets(rule.get("args")))
-    return total
+    return sum(
+        len(rule["names"]) * len(_runc_condition_sets(rule.get("args")))
+        for _, rule in _named_rules(profile)
+    )

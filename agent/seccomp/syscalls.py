@@ -1,8 +1,8 @@
 """Which syscall names exist: per architecture in Linux, and in this node's libseccomp.
 
 The per-architecture lists come from `syscall_table.json`, generated from libseccomp's own table
-by `generate_syscall_table.py`. They answer "is this a real syscall?" independently of the
-libseccomp installed here, which may predate newer syscalls (2.5.4 lacks mseal, listmount...).
+by `python -m tools.generate_syscall_table`. They answer "is this a real syscall?" independently
+of the libseccomp installed here, which may predate newer ones (2.5.4 lacks mseal, listmount...).
 """
 
 from __future__ import annotations
@@ -77,12 +77,17 @@ def libseccomp_knows(name: str) -> bool:
         return False
 
 
+def architecture_name(token: int) -> str | None:
+    """The SCMP_ARCH_* name of a libseccomp architecture token (None for one not listed)."""
+    return next((name for name, value in ARCHITECTURES.items() if value == token), None)
+
+
 def native_architecture() -> str:
     """This node's architecture as an SCMP_ARCH_* name."""
     token = native_token()
-    for name, arch_token in ARCHITECTURES.items():
-        if arch_token == token:
-            return name
+    name = architecture_name(token)
+    if name is not None:
+        return name
     machine = platform.machine().lower()
     try:
         return _MACHINE_ARCHITECTURES[machine]

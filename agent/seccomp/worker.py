@@ -1,8 +1,7 @@
 """The libseccomp half of the compiler, run in a child process so a libseccomp crash kills only it.
 
-`compiler.Compiler` starts this file as a script (`python -P worker.py`) and keeps it
-running. It imports nothing from the agent, so it starts fast and behaves the same however the
-agent package is installed.
+`compiler.Compiler` starts it (`python -P -m agent.seccomp.worker`) and keeps it running. Of
+the agent it imports only `runc` (pure, no imports of its own), so it starts fast.
 
 Protocol on stdin/stdout; every message is a 4-byte big-endian length, then UTF-8 JSON:
   request:   {"architectures": ["SCMP_ARCH_X86_64", ...], "profile": {OCI seccomp object}}
@@ -15,7 +14,8 @@ when the process died. End of input ends the process.
 
 The filter is built the way runc builds it (libcontainer/seccomp/seccomp_linux.go), but for one
 architecture at a time: runc puts all of a profile's architectures into one filter, and a count
-per architecture shows which one is large.
+per architecture shows which one is large. `seccomp-agent test` builds its filters with the same
+parsing (`parse_action`, `parse_condition_sets`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,16 @@ import os
 import signal
 import struct
 import sys
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, Final, Protocol, TypeGuard, cast
+
+from agent.seccomp.runc import condition_sets
+
+# What the agent (and the compiler's test worker) uses; everything else here is private.
+__all__ = [
+    "ARCHITECTURES", "HEADER", "UNKNOWN_SYSCALL", "FilterBuilder", "ProfileError", "ResourceError",
+    "main", "native_token", "parse_action", "parse_condition_sets", "resolve_name", "serve",
+]  # fmt: skip
 
 # pyseccomp ships no type hints: it is used only through the typed helpers below.
 _seccomp: Any = importlib.import_module("pyseccomp")
@@ -107,11 +114,6 @@ RUNC_OPTIMIZE_ABOVE: Final = 32
 _ATTR_CTL_OPTIMIZE: Final = 8
 BPF_INSTRUCTION_BYTES: Final = 8  # sizeof(struct sock_filter)
 
-# Tests set this (before the worker starts) to reach the crash and hang hooks below; nothing
-# else does, so a profile cannot crash or stall a production worker on purpose.
-TEST_HOOKS_ENV: Final = "SECCOMP_SYNC_COMPILE_WORKER_TEST_HOOKS"
-TEST_HOOK_KEY: Final = "x-seccomp-sync-test-hook"
-
 
 class _Filter(Protocol):
     """The part of pyseccomp.SyscallFilter used here."""
@@ -176,7 +178,7 @@ class FilterBuilder:
     def _instructions(self, profile: Any, architecture: str) -> int:
         if not isinstance(profile, Mapping):
             raise ProfileError(None, "the profile is not a JSON object")
-        default_action = _action(profile, "defaultAction", "defaultErrnoRet", "spec")
+        default_action = parse_action(profile, "defaultAction", "defaultErrnoRet", "spec")
         seccomp_filter = self._new_filter(default_action, architecture)
         rules = profile.get("syscalls") or []
         if not isinstance(rules, list):
@@ -213,15 +215,15 @@ class FilterBuilder:
     def _add_rule(self, seccomp_filter: _Filter, rule: Any, path: str, default: int) -> None:
         if not isinstance(rule, Mapping):
             raise ProfileError(path, f"{path} must be an object")
-        action = _action(rule, "action", "errnoRet", path)
+        action = parse_action(rule, "action", "errnoRet", path)
         if action == default:
             return  # runtimes skip these; libseccomp would refuse them with EACCES
-        condition_sets = _condition_sets(rule.get("args"), path)
+        alternatives = parse_condition_sets(rule.get("args"), path)
         for name in _names(rule.get("names"), path):
             number = self._native_number(name)
             if number == UNKNOWN_SYSCALL:
                 continue  # runc and crun skip names their libseccomp cannot resolve
-            for conditions in condition_sets:
+            for conditions in alternatives:
                 try:
                     # Not add_rule_exactly: libseccomp translates the native number to the
                     # target architecture and quietly drops syscalls it lacks, as in runc.
@@ -246,7 +248,8 @@ class FilterBuilder:
         return os.lseek(self._output.fileno(), 0, os.SEEK_END) // BPF_INSTRUCTION_BYTES
 
 
-def _action(owner: Mapping[str, Any], key: str, errno_key: str, path: str) -> int:
+def parse_action(owner: Mapping[str, Any], key: str, errno_key: str, path: str) -> int:
+    """The libseccomp action for `owner[key]` (with `owner[errno_key]`), as runc maps it."""
     name = owner.get(key)
     field = f"{path}.{key}"
     if not isinstance(name, str) or name not in _PLAIN_ACTIONS.keys() | _ERRNO_ACTIONS.keys():
@@ -276,19 +279,14 @@ def _names(names: Any, path: str) -> list[str]:
     return checked
 
 
-def _condition_sets(args: Any, path: str) -> list[list[object]]:
-    """The argument conditions, grouped into the libseccomp rules runc would add."""
-    if args is None or args == []:
-        return [[]]
+def parse_condition_sets(args: Any, path: str) -> list[tuple[object, ...]]:
+    """A rule's argument conditions, grouped into the libseccomp rules runc would add."""
+    if args is None:
+        args = []
     if not isinstance(args, list):
         raise ProfileError(f"{path}.args", f"{path}.args must be a list")
     conditions = [_condition(arg, f"{path}.args[{i}]") for i, arg in enumerate(args)]
-    indexes = [arg["index"] for arg in args]
-    if len(set(indexes)) < len(indexes):
-        # runc: when an argument index repeats, every condition becomes a rule of its own
-        # (ORed); libseccomp would refuse two conditions on one argument with EINVAL.
-        return [[condition] for condition in conditions]
-    return [conditions]
+    return condition_sets(conditions, [arg["index"] for arg in args])
 
 
 def _condition(arg: Any, path: str) -> object:
@@ -356,27 +354,6 @@ def _response(
     }
 
 
-def _run_test_hook(profile: Any, architecture: str) -> None:
-    """Crash or hang on request, for the compiler's tests only (see TEST_HOOKS_ENV)."""
-    hook = profile.get(TEST_HOOK_KEY) if isinstance(profile, Mapping) else None
-    if not isinstance(hook, Mapping) or hook.get("architecture") != architecture:
-        return
-    action = hook.get("action")
-    # "...-once" hooks act only while their marker file does not exist, and create it: the
-    # first attempt fails, a retry on a fresh worker does not.
-    marker = hook.get("marker")
-    if isinstance(action, str) and action.endswith("-once") and isinstance(marker, str):
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-        action = action.removesuffix("-once")
-    if action == "segv":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    elif action == "hang":
-        time.sleep(3600)
-
-
 def _read_message(stream: IO[bytes]) -> Any | None:
     header = stream.read(HEADER.size)
     if len(header) < HEADER.size:
@@ -394,19 +371,20 @@ def _write_message(stream: IO[bytes], message: Mapping[str, Any]) -> None:
     stream.flush()
 
 
-def serve(requests: IO[bytes], responses: IO[bytes], test_hooks: bool) -> None:
-    """Answer requests until end of input."""
-    builder = FilterBuilder()
+def serve(
+    requests: IO[bytes], responses: IO[bytes], builder: Callable[[], FilterBuilder] = FilterBuilder
+) -> None:
+    """Answer requests until end of input, compiling with a `builder()`."""
+    filters = builder()
     while (request := _read_message(requests)) is not None:
         profile = request["profile"]
         architectures: Sequence[str] = request["architectures"]
         for architecture in architectures:
-            if test_hooks:
-                _run_test_hook(profile, architecture)
-            _write_message(responses, builder.compile(profile, architecture))
+            _write_message(responses, filters.compile(profile, architecture))
 
 
-def main() -> int:
+def main(builder: Callable[[], FilterBuilder] = FilterBuilder) -> int:
+    """The worker process: serve the protocol on stdin/stdout."""
     # The protocol owns the original stdout; anything else printing there (a library, a stray
     # print) goes to stderr instead of corrupting a message.
     responses = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -415,7 +393,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A crash inside libseccomp then leaves a Python stack on stderr showing what it was doing.
     faulthandler.enable()
-    serve(sys.stdin.buffer, responses, test_hooks=os.environ.get(TEST_HOOKS_ENV) == "1")
+    serve(sys.stdin.buffer, responses, builder)
     return 0
 
 

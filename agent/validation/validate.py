@@ -6,19 +6,19 @@ compile step, which is handed in (the agent and CLI pass a `Compiler`, tests may
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent.api.findings import Finding, ValidationReport, error
+from agent.api.keys import is_dns_label, profile_key
 from agent.api.model import (
     API_GROUP,
     API_VERSION,
+    DEFAULT_NAMESPACE,
     DNS1123_LABEL_MAX,
-    DNS1123_LABEL_PATTERN,
     KIND,
     OciSeccomp,
     ProfileSpec,
@@ -43,6 +43,8 @@ ResolveBaseFn = Callable[[str], ResolvedBase]
 # Findings on the composed profile are reported under this prefix: their indexes are those of
 # the flattened file (`seccomp-agent render` prints it), not of the child's spec.
 FLATTENED_PREFIX: Final = "flattened."
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def target_architectures(profile: OciSeccomp, default_architectures: Sequence[str]) -> list[str]:
@@ -73,28 +75,46 @@ def validate_spec(
         # Nothing more is built of it: checking every rule of a huge spec costs memory and CPU
         # in proportion to its size, for findings nobody would read.
         return ValidationReport(tuple(too_large), None)
-    findings = docker_format_findings(raw_spec, prefix)
-    try:
-        profile = OciSeccomp.model_validate(strip_inert_docker_keys(raw_spec))
-    except ValidationError as exc:
-        already = {f.field for f in findings}
-        findings += [f for f in schema_findings(exc, prefix) if f.field not in already]
+    findings, profile = _parsed(OciSeccomp, raw_spec, prefix)
+    if profile is None:
         return ValidationReport(tuple(findings), None)
-
     architectures = target_architectures(profile, default_architectures)
     findings += semantic_findings(profile, prefix, node_architectures)
     findings += syscall_name_findings(profile, architectures, prefix)
-    if compile_profile is not None and not any(f.severity == "error" for f in findings):
-        document = oci_document(profile)
-        # Refuse what would hold a compile worker for seconds before it gets one.
-        findings += budget_findings(estimate(document, len(architectures)), prefix)
-        if not any(f.severity == "error" for f in findings):
-            results = compile_profile(document, architectures)
-            if any(result.transient for result in results):
-                # Not a verdict on the profile: the caller must not cache it as one.
-                raise TransientCompileError(results)
-            findings += compile_findings(results, prefix)
+    if compile_profile is not None and not _has_errors(findings):
+        findings += _compiled(profile, architectures, compile_profile, prefix)
     return ValidationReport(tuple(findings), profile)
+
+
+def _parsed(model: type[Model], raw_spec: Any, prefix: str) -> tuple[list[Finding], Model | None]:
+    """Docker-format findings, and the model; or, when it does not parse, the schema's findings."""
+    findings = docker_format_findings(raw_spec, prefix)
+    try:
+        return findings, model.model_validate(strip_inert_docker_keys(raw_spec))
+    except ValidationError as exc:
+        already = {f.field for f in findings}
+        findings += [f for f in schema_findings(exc, prefix) if f.field not in already]
+        return findings, None
+
+
+def _compiled(
+    profile: OciSeccomp, architectures: Sequence[str], compile_profile: CompileFn, prefix: str
+) -> list[Finding]:
+    """What a real compile says, once the cost model agrees to it."""
+    document = oci_document(profile)
+    # Refuse what would hold a compile worker for seconds before it gets one.
+    findings = budget_findings(estimate(document, len(architectures)), prefix)
+    if _has_errors(findings):
+        return findings
+    results = compile_profile(document, architectures)
+    if any(result.transient for result in results):
+        # Not a verdict on the profile: the caller must not cache it as one.
+        raise TransientCompileError(results)
+    return findings + compile_findings(results, prefix)
+
+
+def _has_errors(findings: Sequence[Finding]) -> bool:
+    return any(f.severity == "error" for f in findings)
 
 
 def compile_findings(results: Sequence[ArchCompileResult], prefix: str) -> list[Finding]:
@@ -137,12 +157,8 @@ def validate_spec_on_base(
 
     Returns the report (whose profile is the flattened one) and the resolved base chain.
     """
-    findings = docker_format_findings(raw_spec, prefix)
-    try:
-        spec = ProfileSpec.model_validate(strip_inert_docker_keys(raw_spec))
-    except ValidationError as exc:
-        already = {f.field for f in findings}
-        findings += [f for f in schema_findings(exc, prefix) if f.field not in already]
+    findings, spec = _parsed(ProfileSpec, raw_spec, prefix)
+    if spec is None:
         return ValidationReport(tuple(findings), None), ()
     assert spec.baseProfileName is not None
     field = prefix + "baseProfileName"
@@ -159,7 +175,7 @@ def validate_spec_on_base(
     architectures = target_architectures(own, default_architectures)
     findings += semantic_findings(own, prefix, node_architectures)
     findings += syscall_name_findings(own, architectures, prefix)
-    if any(f.severity == "error" for f in findings):
+    if _has_errors(findings):
         return ValidationReport(tuple(findings), None), base.chain
 
     flattened = compose(base.profile, spec)
@@ -171,15 +187,9 @@ def validate_spec_on_base(
         for f in semantic_findings(flattened, FLATTENED_PREFIX, node_architectures)
         if f.severity == "error"
     ]
-    if compile_profile is not None and not any(f.severity == "error" for f in findings):
-        document = oci_document(flattened)
-        findings += budget_findings(estimate(document, len(architectures)), FLATTENED_PREFIX)
-        if not any(f.severity == "error" for f in findings):
-            results = compile_profile(document, architectures)
-            if any(result.transient for result in results):
-                raise TransientCompileError(results)  # no verdict: nothing to cache
-            findings += compile_findings(results, FLATTENED_PREFIX)
-    valid = not any(f.severity == "error" for f in findings)
+    if compile_profile is not None and not _has_errors(findings):
+        findings += _compiled(flattened, architectures, compile_profile, FLATTENED_PREFIX)
+    valid = not _has_errors(findings)
     return ValidationReport(tuple(findings), flattened if valid else None), base.chain
 
 
@@ -214,7 +224,6 @@ class ResourceReport:
         return f"{self.namespace}/{self.name}"
 
 
-_DNS_LABEL = re.compile(DNS1123_LABEL_PATTERN)
 _SPO_GROUP = "security-profiles-operator.x-k8s.io"
 
 
@@ -231,11 +240,10 @@ def validate_resource(
         return ResourceReport(
             "-", "-", ValidationReport((error("(document)", "Schema", "not an object"),), None)
         )
-    metadata = document.get("metadata") if isinstance(document.get("metadata"), Mapping) else {}
-    assert isinstance(metadata, Mapping)
-    name = str(metadata.get("name", "-"))
-    namespace = str(metadata.get("namespace", "default"))
-    findings = _identity_findings(document) + _metadata_findings(metadata)
+    metadata = document.get("metadata")
+    findings = _identity_findings(document) + _metadata_findings(
+        metadata if isinstance(metadata, Mapping) else {}
+    )
     raw_spec = document.get("spec")
     chain: tuple[str, ...] = ()
     if isinstance(raw_spec, Mapping) and raw_spec.get("baseProfileName") is not None:
@@ -256,7 +264,8 @@ def validate_resource(
     report = ValidationReport(
         tuple(findings) + spec_report.findings, spec_report.profile if not findings else None
     )
-    return ResourceReport(namespace, name, report, chain)
+    key = profile_key(document, default_namespace=DEFAULT_NAMESPACE)
+    return ResourceReport(key.namespace, key.name or "-", report, chain)
 
 
 def _identity_findings(document: Mapping[str, Any]) -> list[Finding]:
@@ -281,18 +290,14 @@ def _identity_findings(document: Mapping[str, Any]) -> list[Finding]:
 def _metadata_findings(metadata: Mapping[str, Any]) -> list[Finding]:
     findings = []
     for key in ("name", "namespace"):
-        value = metadata.get(key, "default" if key == "namespace" else None)
-        if not isinstance(value, str) or not _DNS_LABEL.match(value):
-            findings.append(
-                error(
-                    f"metadata.{key}",
-                    "InvalidName",
-                    f"{value!r} must be a DNS-1123 label (lower-case letters, digits and '-', "
-                    f"at most {DNS1123_LABEL_MAX}): it becomes a path component on the node",
-                )
-            )
-        elif len(value) > DNS1123_LABEL_MAX:
-            findings.append(
-                error(f"metadata.{key}", "InvalidName", f"longer than {DNS1123_LABEL_MAX}")
-            )
+        value = metadata.get(key, DEFAULT_NAMESPACE if key == "namespace" else None)
+        if is_dns_label(value):
+            continue
+        message = (
+            f"longer than {DNS1123_LABEL_MAX}"
+            if is_dns_label(value, max_length=None)
+            else f"{value!r} must be a DNS-1123 label (lower-case letters, digits and '-', "
+            f"at most {DNS1123_LABEL_MAX}): it becomes a path component on the node"
+        )
+        findings.append(error(f"metadata.{key}", "InvalidName", message))
     return findings

@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.main import main
+from agent.validation.validate import validate_resource
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -54,6 +56,64 @@ def test_json_output_and_documents_that_are_not_profiles(
     assert second["valid"] is False
     assert second["findings"][0]["field"] == "kind"
     assert second["findings"][0]["reason"] == "NotASeccompProfile"
+
+
+def profile_named(**metadata: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "seccompsync.io/v1alpha1",
+        "kind": "SeccompProfile",
+        "metadata": metadata,
+        "spec": {"defaultAction": "SCMP_ACT_ALLOW"},
+    }
+
+
+NOT_A_LABEL = (
+    " must be a DNS-1123 label (lower-case letters, digits and '-', at most 63): it becomes a "
+    "path component on the node"
+)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "messages"),
+    [
+        ({"name": "web"}, []),  # the namespace defaults to `default`, as kubectl's would
+        ({"name": "a" * 63, "namespace": "b" * 63}, []),
+        ({"name": "a" * 64}, [("metadata.name", "longer than 63")]),
+        ({"name": "Web"}, [("metadata.name", "'Web'" + NOT_A_LABEL)]),
+        ({"name": "-" + "a" * 70}, [("metadata.name", f"'-{'a' * 70}'" + NOT_A_LABEL)]),
+        # `$` in the pattern used to match before a final newline: such a name passed.
+        ({"name": "web\n"}, [("metadata.name", "'web\\n'" + NOT_A_LABEL)]),
+        ({"name": "web", "namespace": "a.b"}, [("metadata.namespace", "'a.b'" + NOT_A_LABEL)]),
+        ({}, [("metadata.name", "None" + NOT_A_LABEL)]),
+    ],
+)
+def test_names_that_become_paths_must_be_dns_labels(
+    metadata: dict[str, Any], messages: list[tuple[str, str]]
+) -> None:
+    result = validate_resource(
+        profile_named(**metadata), default_architectures=["SCMP_ARCH_X86_64"], compile_profile=None
+    )
+    assert [(f.field, f.message) for f in result.report.errors] == messages
+    assert all(f.reason == "InvalidName" for f in result.report.errors)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "ref"),
+    [
+        ({"name": "web", "namespace": "team"}, "team/web"),
+        ({"name": "web"}, "default/web"),
+        ({}, "default/-"),
+        # null reads as absent (agent.api.keys.profile_key); it used to print as `None/None`.
+        ({"name": None, "namespace": None}, "default/-"),
+    ],
+)
+def test_a_profile_is_reported_by_its_key_in_kubectls_default_namespace(
+    metadata: dict[str, Any], ref: str
+) -> None:
+    result = validate_resource(
+        profile_named(**metadata), default_architectures=["SCMP_ARCH_X86_64"], compile_profile=None
+    )
+    assert result.ref == ref
 
 
 def test_raw_oci_json_from_stdin_with_an_architecture(

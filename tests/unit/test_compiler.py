@@ -17,14 +17,13 @@ import pytest
 
 from agent.seccomp.compiler import ArchCompileResult, Compiler, TransientCompileError
 from agent.seccomp.cost import Lane, estimate
-from agent.seccomp.worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
 from agent.validation.validate import validate_spec
 from bench._docker_profile import moby_default_oci
+from tests.unit.hooked_compile_worker import HOOKED_WORKER_COMMAND, TEST_HOOK_KEY, worker_pids
 
 X86_64 = "SCMP_ARCH_X86_64"
 X86 = "SCMP_ARCH_X86"
 X32 = "SCMP_ARCH_X32"
-WORKER_SCRIPT_NAME = b"agent/seccomp/worker.py"
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +34,9 @@ def compiler() -> Iterator[Compiler]:
 
 
 @pytest.fixture
-def hooked_compiler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Compiler]:
-    """A compiler whose worker honours the crash/hang test hooks (off unless this env is set)."""
-    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
-    with Compiler(timeout_seconds=1.0) as hooked:
+def hooked_compiler() -> Iterator[Compiler]:
+    """A compiler whose worker (the real one, wrapped) honours the crash/hang test hooks."""
+    with Compiler(timeout_seconds=1.0, worker_command=HOOKED_WORKER_COMMAND) as hooked:
         yield hooked
 
 
@@ -59,23 +57,6 @@ def instructions(compiler: Compiler, oci: dict[str, Any], arch: str = X86_64) ->
     assert result.error is None, result
     assert result.instructions is not None
     return result.instructions
-
-
-def worker_pids() -> set[int]:
-    """This process's children that are compile workers (read from /proc, no private state).
-
-    The module's shared compiler has one too: compare with a set taken before.
-    """
-    pids = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue
-            if WORKER_SCRIPT_NAME in cmdline:
-                pids.add(int(child))
-    return pids
 
 
 # Real profiles
@@ -447,7 +428,7 @@ def test_a_worker_that_died_between_calls_is_not_blamed_on_the_next_profile() ->
         assert instructions(compiler, profile(allow("read"))) > 0
 
 
-def test_hooks_are_ignored_unless_the_test_environment_enables_them(compiler: Compiler) -> None:
+def test_the_shipped_worker_has_no_hooks(compiler: Compiler) -> None:
     oci = profile(allow("read"))
     oci[TEST_HOOK_KEY] = {"architecture": X86_64, "action": "segv"}
     assert instructions(compiler, oci) == instructions(compiler, profile(allow("read")))

@@ -11,7 +11,7 @@ import yaml
 
 from agent.main import main
 from agent.profiles.builtin_bases import BUILTINS
-from agent.profiles.convert import ConversionError, Target, convert_document
+from agent.profiles.convert import ConversionError, Target, convert_document, dns_label
 from agent.profiles.convert.docker import DEFAULT_CONTAINER_CAPABILITIES, resolve
 
 X86_64 = "SCMP_ARCH_X86_64"
@@ -115,6 +115,23 @@ def test_spo_runc_base_maps_to_the_builtin(base: str) -> None:
     )
     assert conversion.manifest["spec"]["baseProfileName"] == "runtime/runc@v1.4.2"
     assert conversion.manifest["metadata"]["namespace"] == "ns"
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("web", "web"),
+        ("a" * 63, "a" * 63),
+        ("a" * 64, "a" * 63),
+        ("My_App.v2", "my-app-v2"),
+        ("-web-", "web"),
+        # `$` in the pattern matched before a final newline: the name was kept as it was.
+        ("web\n", "web"),
+        ("...", "converted"),
+    ],
+)
+def test_names_become_the_nearest_dns_label(text: str, label: str) -> None:
+    assert dns_label(text) == label
 
 
 def test_spo_base_without_a_builtin_is_refused_with_the_reason() -> None:

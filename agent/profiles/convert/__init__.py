@@ -14,7 +14,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from agent.api.model import API_GROUP, API_VERSION, DNS1123_LABEL_MAX, DNS1123_LABEL_PATTERN, KIND
+from agent.api.keys import is_dns_label
+from agent.api.model import API_GROUP, API_VERSION, DNS1123_LABEL_MAX, KIND
 from agent.profiles.convert.docker import ConversionError, Target, is_docker_format, resolve
 
 SPO_GROUP: Final = "security-profiles-operator.x-k8s.io"
@@ -142,7 +143,7 @@ def _map_spo_base(base: str, builtins: Collection[str], siblings: Collection[str
 
 def dns_label(text: str) -> str:
     """The nearest DNS-1123 label: our names become file names on every node."""
-    if re.match(DNS1123_LABEL_PATTERN, text) and len(text) <= DNS1123_LABEL_MAX:
+    if is_dns_label(text):
         return text
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     return label[:DNS1123_LABEL_MAX].strip("-") or "converted"

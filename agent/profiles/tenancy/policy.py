@@ -10,35 +10,25 @@ inputs and checks that they agree. Pure: plain data in, findings out.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.api.findings import Finding, error
-from agent.api.model import Action, Flag, OciSeccomp
+from agent.api.layout import MANAGED_DIR_NAME
+from agent.api.model import Action, ApiObject, Flag, OciSeccomp, StrictModel
 from agent.profiles.tenancy.runtime_default import runtime_default_allowed
 
 KIND: Final = "SeccompTenantPolicy"
 PLURAL: Final = "seccomptenantpolicies"
 # Actions under which a syscall may run: LOG runs it, TRACE lets a tracer in the container.
 PERMISSIVE_ACTIONS: Final = frozenset({"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"})
-DEFAULT_ACTIONS: Final[tuple[Action, ...]] = (
-    "SCMP_ACT_KILL",
-    "SCMP_ACT_KILL_PROCESS",
-    "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_TRAP",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_TRACE",
-    "SCMP_ACT_ALLOW",
-    "SCMP_ACT_LOG",
+# The CRD's defaults: every action but NOTIFY (it hands syscalls to a listener on the node),
+# every flag.
+DEFAULT_ACTIONS: Final[tuple[Action, ...]] = tuple(
+    action for action in get_args(Action) if action != "SCMP_ACT_NOTIFY"
 )
-DEFAULT_FLAGS: Final[tuple[Flag, ...]] = (
-    "SECCOMP_FILTER_FLAG_TSYNC",
-    "SECCOMP_FILTER_FLAG_LOG",
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-)
-PROFILE_DIR: Final = "seccomp-sync"
+DEFAULT_FLAGS: Final[tuple[Flag, ...]] = get_args(Flag)
 ANY_NAMESPACE: Final = "*"
 
 # Finding reasons (CamelCase, a small fixed set: they label metrics).
@@ -49,22 +39,18 @@ WEAKER_THAN_RUNTIME_DEFAULT: Final = "WeakerThanRuntimeDefault"
 FOREIGN_PROFILE: Final = "ForeignNamespaceProfile"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class LabelRequirement(_Strict):
+class LabelRequirement(StrictModel):
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: list[str] = []
 
 
-class NamespaceSelector(_Strict):
+class NamespaceSelector(StrictModel):
     matchLabels: dict[str, str] = {}  # noqa: N815 - Kubernetes field name
     matchExpressions: list[LabelRequirement] = []  # noqa: N815
 
 
-class TenantPolicySpec(_Strict):
+class TenantPolicySpec(StrictModel):
     namespaceSelector: NamespaceSelector  # noqa: N815 - Kubernetes field names
     namespaceDescription: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # noqa: N815
     atLeastRuntimeDefault: bool = False  # noqa: N815
@@ -79,12 +65,9 @@ class PolicyMeta(BaseModel):
     name: str
 
 
-class TenantPolicy(BaseModel):
-    """A `seccompsync.io/v1alpha1` SeccompTenantPolicy (cluster-scoped)."""
+class TenantPolicy(ApiObject):
+    """A SeccompTenantPolicy object (cluster-scoped)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    apiVersion: Literal["seccompsync.io/v1alpha1"]  # noqa: N815
     kind: Literal["SeccompTenantPolicy"]
     metadata: PolicyMeta
     spec: TenantPolicySpec
@@ -228,7 +211,7 @@ def _localhost_profile(holder: Mapping[str, Any]) -> str | None:
 def profile_namespace(localhost_profile: str) -> str | None:
     """The namespace a seccomp-sync path names, as the kubelet resolves it; None if not ours."""
     parts = [p for p in localhost_profile.split("/") if p not in {"", "."}]
-    return parts[1] if len(parts) >= 2 and parts[0] == PROFILE_DIR else None
+    return parts[1] if len(parts) >= 2 and parts[0] == MANAGED_DIR_NAME else None
 
 
 class _Rule:

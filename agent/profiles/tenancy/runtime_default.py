@@ -1,7 +1,8 @@
 """The syscalls the runtime's default profile allows an unprivileged container (names only).
 
-Generated data (`runtime_default.json`, by `generate_runtime_default.py` from Docker's default
-profile); the same list is the `runtimeDefaultAllowed` variable of the API server's policy.
+Generated data (`runtime_default.json`, by `python -m tools.generate_runtime_default` from
+Docker's default profile); the same list is the `runtimeDefaultAllowed` variable of the API
+server's policy.
 """
 
 from __future__ import annotations

@@ -30,9 +30,9 @@ from typing import Any, Final
 from agent.seccomp.worker import (
     ARCHITECTURES,
     UNKNOWN_SYSCALL,
-    _action,
-    _condition_sets,
     native_token,
+    parse_action,
+    parse_condition_sets,
     resolve_name,
 )
 
@@ -77,7 +77,7 @@ def build_filter(document: Mapping[str, Any]) -> Any:
     """A libseccomp filter from an OCI profile, translated the way the compile check (and runc)
     translate it: native names, translated per architecture; unknown names skipped."""
     native = native_token()
-    default = _action(document, "defaultAction", "defaultErrnoRet", "profile")
+    default = parse_action(document, "defaultAction", "defaultErrnoRet", "profile")
     seccomp_filter = _seccomp.SyscallFilter(default)
     for architecture in document.get("architectures") or []:
         token = ARCHITECTURES[architecture]
@@ -89,14 +89,14 @@ def build_filter(document: Mapping[str, Any]) -> Any:
                     raise  # another byte order, or not this libseccomp's: runc skips those too
     for index, rule in enumerate(document.get("syscalls") or []):
         path = f"syscalls[{index}]"
-        action = _action(rule, "action", "errnoRet", path)
+        action = parse_action(rule, "action", "errnoRet", path)
         if action == default:
             continue
         for name in rule["names"]:
             number = resolve_name(native, name)
             if number == UNKNOWN_SYSCALL:
                 continue
-            for conditions in _condition_sets(rule.get("args"), path):
+            for conditions in parse_condition_sets(rule.get("args"), path):
                 seccomp_filter.add_rule(action, number, *conditions)
     return seccomp_filter
 
