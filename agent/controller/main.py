@@ -37,7 +37,7 @@ from agent.kube.client import api_client, api_unavailable, load_configuration
 from agent.kube.events import EventRecorder
 from agent.kube.leader import LeaderElector
 from agent.kube.list_watch import ListWatch
-from agent.runtime.health import build_app, start_server
+from agent.runtime.health import probe_server
 from agent.runtime.logs import configure_logging
 from agent.runtime.settings import SettingsError
 from agent.runtime.supervisor import Supervisor
@@ -164,19 +164,19 @@ async def serve(settings: ControllerSettings) -> None:
         supervisor.add(f"watch-{watch.name}", watch.run)
     supervisor.add("elector", elector.run)
 
-    app = build_app(
+    http = probe_server(
         metrics.registry,
         lambda: None if state.synced else "the watches have not listed everything yet",
         supervisor.problems,
     )
 
     async def serve_http() -> None:
-        runner, port = await start_server(app, settings.http_host, settings.http_port)
+        port = await http.start(settings.http_host, settings.http_port)
         log.info("serving /healthz, /readyz, /metrics", extra={"http_port": port})
         try:
             await asyncio.Event().wait()
         finally:
-            await runner.cleanup()
+            await http.stop()
 
     supervisor.add("http", serve_http)
     metrics.process.watch_components(supervisor.components)
