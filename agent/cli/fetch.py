@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from kubernetes import client
 
-from agent.api.model import API_GROUP, API_VERSION, PLURAL
+from agent.api.model import API_GROUP, API_VERSION, KIND, PLURAL
 from agent.kube.client import load_configuration
-
-PAGE_SIZE: Final = 500
-REQUEST_TIMEOUT_SECONDS: Final = 30
+from agent.kube.pager import list_items
 
 
 def fetch_profiles(kubeconfig: Path | None, namespaces: Iterable[str]) -> list[dict[str, Any]]:
@@ -22,22 +20,12 @@ def fetch_profiles(kubeconfig: Path | None, namespaces: Iterable[str]) -> list[d
     with client.ApiClient(configuration) as api:
         custom = client.CustomObjectsApi(api)
         for namespace in sorted(set(namespaces)):
-            token: str | None = None
-            while True:
-                page: Any = custom.list_namespaced_custom_object(
-                    API_GROUP,
-                    API_VERSION,
-                    namespace,
-                    PLURAL,
-                    limit=PAGE_SIZE,
-                    _continue=token,
-                    _request_timeout=REQUEST_TIMEOUT_SECONDS,
-                )
-                for item in page.get("items", []):
-                    # The API server omits these on list items; validation wants them.
-                    objects.append({"apiVersion": f"{API_GROUP}/{API_VERSION}", **item})
-                    objects[-1].setdefault("kind", "SeccompProfile")
-                token = page.get("metadata", {}).get("continue") or None
-                if token is None:
-                    break
+            listing = list_items(
+                custom.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL
+            )
+            # The API server omits these on list items; validation wants them.
+            objects += [
+                {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, **item}
+                for item in listing
+            ]
     return objects

@@ -16,19 +16,15 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from agent.api.keys import ProfileKey
-from agent.api.model import API_GROUP, API_VERSION, PLURAL
 from agent.api.node_report import NodeReport
+from agent.controller.metrics import ControllerMetrics
 from agent.controller.profile_status import ProfileView, profile_status
 from agent.controller.state import ClusterState
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_SECONDS = 0.5
-REQUEST_TIMEOUT_SECONDS = 10.0
 # A few writes in flight: a cold start of 10,000 profiles is not 10,000 round trips in a row,
 # and the API server is not flooded either.
 PARALLEL_WRITES = 8
@@ -43,67 +39,74 @@ StatusReport = Callable[
 ]
 
 
-class ProfileGauges(Protocol):
-    def observe_profile(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
-    def forget_profile(self, namespace: str, name: str) -> None: ...
-    def clear_profile_metrics(self) -> None: ...
+class ProfileStatuses(Protocol):
+    """Read and write the statuses (`agent.controller.profile_statuses`: the API, and a fake)."""
+
+    def current(self) -> dict[ProfileKey, dict[str, Any]]:
+        """Every profile's status as stored now."""
+        ...
+
+    def write(self, key: ProfileKey, status: dict[str, Any]) -> bool:
+        """True when written, False when the profile is gone; raises when it could not be
+        written (the API is away, a timeout): the caller tries again."""
+        ...
+
+
+class DirtyProfiles:
+    """Profiles whose status may need writing again. The cluster state, the gate handler (pods
+    waiting) and the policy reporter mark them; the aggregator takes them. It is made before
+    all of them, so each gets it at construction and none needs another's methods."""
+
+    def __init__(self) -> None:
+        self.keys: set[ProfileKey] = set()
+        self.everything = True
+        self.wake = asyncio.Event()
+
+    def mark(self, keys: set[ProfileKey] | None) -> None:
+        """These profiles (None: every profile) may need a new status."""
+        if keys is None:
+            self.everything = True
+        else:
+            self.keys |= keys
+        if keys is None or keys:
+            self.wake.set()
 
 
 class StatusAggregator:
     def __init__(
         self,
-        api: client.ApiClient,
         state: ClusterState,
-        metrics: ProfileGauges,
-        waiting: Callable[[], Mapping[ProfileKey, int]] = dict,
-        report: StatusReport | None = None,
+        dirty: DirtyProfiles,
+        statuses: ProfileStatuses,
+        metrics: ControllerMetrics,
+        waiting: Callable[[], Mapping[ProfileKey, int]],
+        report: StatusReport,
     ) -> None:
-        self._custom = client.CustomObjectsApi(api)
-        self._report = report
         self._state = state
+        self._dirty = dirty
+        self._statuses = statuses
         self._metrics = metrics
         self._waiting = waiting  # pods gated on each profile, shown in its status
+        self._report = report
         self._written: dict[ProfileKey, dict[str, Any]] = {}
-        self._dirty: set[ProfileKey] = set()
-        self._all_dirty = True
-        self._wake = asyncio.Event()
-        self._active = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.status_writes = 0
-        state.listeners.append(self.changed)
-
-    def changed(self, keys: set[ProfileKey] | None) -> None:
-        """From the cluster state: these profiles (None: every profile) may need a new status."""
-        if not self._active:
-            return
-        if keys is None:
-            self._all_dirty = True
-        else:
-            self._dirty |= keys
-        if keys is None or keys:
-            self._wake.set()
-
-    def refresh_all(self) -> None:
-        """Recompute every profile's status (a report's inputs changed)."""
-        self.changed(None)
 
     async def run(self) -> None:
         """Runs while this controller leads; cancelled when it stops leading."""
-        self._active, self._all_dirty = True, True
-        self._loop = asyncio.get_running_loop()
+        # What was marked while another replica led is covered by a recount of everything.
+        self._dirty.keys.clear()
+        self._dirty.everything = True
         try:
-            self._written = await asyncio.to_thread(self._current_statuses)
-            self._wake.set()
+            self._written = await asyncio.to_thread(self._statuses.current)
+            self._dirty.wake.set()
             while True:
-                await self._wake.wait()
+                await self._dirty.wake.wait()
                 await asyncio.sleep(DEBOUNCE_SECONDS)  # batch a burst of reports into one pass
-                self._wake.clear()
+                self._dirty.wake.clear()
                 if self._state.profiles_listed and self._state.reports_listed:
                     await self._flush()
                 else:
-                    self._all_dirty = True
+                    self._dirty.everything = True
         finally:
-            self._active = False
             self._metrics.clear_profile_metrics()
 
     async def _flush(self) -> None:
@@ -113,12 +116,12 @@ class StatusAggregator:
         for gone in set(self._written) - set(self._state.profiles):
             self._written.pop(gone, None)
             self._metrics.forget_profile(gone.namespace, gone.name)
-        recount = sorted(self._state.profiles) if self._all_dirty else []
-        self._all_dirty = False
+        recount = sorted(self._state.profiles) if self._dirty.everything else []
+        self._dirty.everything = False
         written_first: set[ProfileKey] = set()
         position = 0
         while True:
-            urgent, self._dirty = self._dirty, set()
+            urgent, self._dirty.keys = self._dirty.keys, set()
             if urgent:
                 written_first |= urgent
                 await self._write_statuses(urgent)
@@ -143,61 +146,28 @@ class StatusAggregator:
 
         async def write(key: ProfileKey, status: dict[str, Any]) -> None:
             async with limit:
-                if await asyncio.to_thread(self._patch_status, key, status):
-                    self._written[key] = status
+                try:
+                    # False: the profile was deleted meanwhile and needs no status.
+                    if await asyncio.to_thread(self._statuses.write, key, status):
+                        self._written[key] = status
+                except Exception as exc:  # the API refused, timed out, is away: again in 1 s
+                    log.warning(
+                        "could not write profile status",
+                        extra={
+                            "profile": str(key),
+                            "status": getattr(exc, "status", None),
+                            "error": str(exc)[:200],
+                        },
+                    )
+                    asyncio.get_running_loop().call_later(1.0, self._dirty.mark, {key})
 
         writes = []
         for key, status in statuses:
-            if self._report is not None:
-                status = self._report(views[key], status, previous[key].get("conditions"), now)
+            status = self._report(views[key], status, previous[key].get("conditions"), now)
             self._metrics.observe_profile(key.namespace, key.name, status)
             if not _same(status, previous[key]):
                 writes.append(write(key, status))
         await asyncio.gather(*writes)
-
-    def _patch_status(self, key: ProfileKey, status: dict[str, Any]) -> bool:
-        try:
-            self._custom.patch_namespaced_custom_object_status(
-                API_GROUP,
-                API_VERSION,
-                key.namespace,
-                PLURAL,
-                key.name,
-                {"status": status},
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            )
-        except ApiException as exc:
-            if exc.status != 404:  # deleted meanwhile: nothing to report on
-                log.warning(
-                    "could not write profile status",
-                    extra={"profile": str(key), "status": exc.status},
-                )
-                self._retry(key)
-            return False
-        except Exception as exc:  # connection refused, timeout: try again on the next pass
-            log.warning(
-                "could not write profile status", extra={"profile": str(key), "error": str(exc)}
-            )
-            self._retry(key)
-            return False
-        self.status_writes += 1
-        return True
-
-    def _retry(self, key: ProfileKey) -> None:
-        """From the writing thread: look at this profile again in a second."""
-        loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.call_later, 1.0, self.changed, {key})
-
-    def _current_statuses(self) -> dict[ProfileKey, dict[str, Any]]:
-        """What the objects say now, so a new leader rewrites nothing that is already right."""
-        page: Any = self._custom.list_cluster_custom_object(
-            API_GROUP, API_VERSION, PLURAL, _request_timeout=REQUEST_TIMEOUT_SECONDS
-        )
-        return {
-            ProfileKey(i["metadata"]["namespace"], i["metadata"]["name"]): i.get("status") or {}
-            for i in page.get("items", [])
-        }
 
 
 def _statuses(

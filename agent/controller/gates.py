@@ -12,7 +12,7 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from agent.api.keys import ProfileKey
 from agent.controller.gate_decision import ProfileReadiness, Release, decide, readiness
@@ -23,33 +23,42 @@ from agent.runtime.waiting import event_within
 
 log = logging.getLogger(__name__)
 
-PatchFn = Callable[[GatedPod, list[dict[str, Any]]], bool]
-WarnFn = Callable[[GatedPod, str, str], None]
-
 DEBOUNCE_SECONDS = 0.02
 TICK_SECONDS = 1.0  # how often waiting pods are looked at again for the grace period
 PARALLEL_WRITES = 8
 EVENT_REASON = "SeccompProfileNotReady"
 
 
+class PodGates(Protocol):
+    """The handler's writes (`agent.controller.pod_gates`: the API, and a fake)."""
+
+    def release(self, pod: GatedPod, ops: list[dict[str, Any]]) -> bool:
+        """Apply a release patch; False when the pod changed or went away meanwhile."""
+        ...
+
+    def warn(self, pod: GatedPod, reason: str, message: str) -> None:
+        """A Warning Event on the pod (`kubectl describe pod`); best effort, never raises."""
+        ...
+
+
 class GateHandler:
     def __init__(
         self,
         state: ClusterState,
-        patch: PatchFn,
-        warn: WarnFn,
+        wake: asyncio.Event,
+        pods: PodGates,
         metrics: ControllerMetrics,
         grace_seconds: float,
-        on_waiting_change: Callable[[set[ProfileKey]], None] = lambda _: None,
+        on_waiting_change: Callable[[set[ProfileKey]], None],
     ) -> None:
+        """`wake` is set on every change of `state`; `on_waiting_change` hears which profiles'
+        count of waiting pods changed."""
         self._state = state
-        self._patch = patch
-        self._warn = warn
+        self._wake = wake
+        self._pods = pods
         self._metrics = metrics
         self._grace = grace_seconds
         self._on_waiting_change = on_waiting_change
-        self._wake = asyncio.Event()
-        self._active = False
         self._patched: dict[str, str] = {}  # uid -> resourceVersion already released
         self._warned: dict[str, str] = {}  # uid -> last Event message
         self._waiting: dict[str, frozenset[ProfileKey]] = {}
@@ -59,18 +68,12 @@ class GateHandler:
         self._writers = concurrent.futures.ThreadPoolExecutor(
             PARALLEL_WRITES, thread_name_prefix="gate-writer"
         )
-        state.listeners.append(self._changed)
 
     def waiting_counts(self) -> dict[ProfileKey, int]:
         return dict(self._counts)
 
-    def _changed(self, _: set[ProfileKey] | None) -> None:
-        if self._active:
-            self._wake.set()
-
     async def run(self) -> None:
         """Runs while this controller leads; cancelled when it stops leading."""
-        self._active = True
         self._wake.set()
         try:
             while True:
@@ -82,7 +85,6 @@ class GateHandler:
                 if self._state.synced:
                     await self.reconcile(time.time())
         finally:
-            self._active = False
             self._patched.clear()
             self._set_waiting({}, time.time())
 
@@ -118,7 +120,7 @@ class GateHandler:
             async with limit:
                 ops = release_patch(pod, decision.exclude)
                 loop = asyncio.get_running_loop()
-                if await loop.run_in_executor(self._writers, self._patch, pod, ops):
+                if await loop.run_in_executor(self._writers, self._pods.release, pod, ops):
                     self._patched[pod.uid] = pod.resource_version
                     kind = "narrowed" if decision.exclude else "released"
                     self._metrics.gate_releases.labels(kind=kind).inc()
@@ -133,7 +135,7 @@ class GateHandler:
         async def warn(pod: GatedPod, message: str) -> None:
             async with limit:
                 await asyncio.get_running_loop().run_in_executor(
-                    self._writers, self._warn, pod, EVENT_REASON, message
+                    self._writers, self._pods.warn, pod, EVENT_REASON, message
                 )
 
         await asyncio.gather(

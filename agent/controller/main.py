@@ -1,8 +1,10 @@
-"""`seccomp-agent controller`: wire the watches, the elected work and the HTTP port together.
+"""`seccomp-agent controller`: the one builder of a controller from its parts, and its runner.
 
 Every replica watches profiles, node reports and unscheduled pods (a warm standby takes over
 in one Lease period); only the replica holding the Lease writes profile status and releases
-gated pods. Every long-lived part runs under the supervisor.
+gated pods. Every long-lived part runs under the supervisor. The runner, the tests and the
+benchmarks build a controller with `build_controller`; what it writes goes through
+`ControllerIO` (the API, or fakes).
 """
 
 from __future__ import annotations
@@ -12,106 +14,100 @@ import asyncio
 import functools
 import logging
 import signal
-import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
-from kubernetes.config.config_exception import ConfigException
 
-from agent.api.keys import ProfileKey
+from agent.api.keys import ProfileKey, profile_key
 from agent.api.model import API_GROUP, API_VERSION, KIND, NODE_STATUS_PLURAL, PLURAL
 from agent.api.node_report import NodeReport, parse_status
-from agent.controller.aggregator import StatusAggregator
+from agent.controller.aggregator import DirtyProfiles, ProfileStatuses, StatusAggregator
 from agent.controller.gated_pods import GatedPod, gated_pod
-from agent.controller.gates import GateHandler
+from agent.controller.gates import GateHandler, PodGates
 from agent.controller.metrics import ControllerMetrics
-from agent.controller.pod_gates import PodGates
-from agent.controller.policy_report import PolicyReporter
+from agent.controller.pod_gates import COMPONENT, ApiPodGates
+from agent.controller.policy_report import PolicyReporter, read_policies
 from agent.controller.profile_status import ProfileView
-from agent.controller.profiles import ProfileViews, profile_key
+from agent.controller.profile_statuses import ApiProfileStatuses
+from agent.controller.profiles import ProfileViews
 from agent.controller.settings import ControllerSettings, build_controller_settings
 from agent.controller.state import ClusterState
 from agent.kube.client import api_client, api_unavailable, load_configuration
-from agent.kube.events import EventRecorder
+from agent.kube.events import EventRecorder, EventSink
 from agent.kube.leader import LeaderElector
 from agent.kube.list_watch import ListWatch
-from agent.runtime.health import build_app, start_server
-from agent.runtime.logs import configure_logging
-from agent.runtime.settings import SettingsError
+from agent.kube.program import run_program
+from agent.profiles.tenancy.compliance import PolicyContext
+from agent.runtime.health import probe_server
+from agent.runtime.http_server import HttpServer
 from agent.runtime.supervisor import Supervisor
 
 log = logging.getLogger("agent.controller")
 
 
-def run_controller(args: argparse.Namespace) -> int:
-    try:
-        settings = build_controller_settings(args)
-    except SettingsError as exc:
-        print(f"seccomp-agent: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_format, settings.log_level)
-    try:
-        asyncio.run(_main(settings))
-    except ConfigException as exc:
-        log.error("cannot load Kubernetes credentials", extra={"error": str(exc)})
-        return 1
-    return 0
+@dataclass(frozen=True)
+class ControllerIO:
+    """What the controller writes, and the policies it reads: each a narrow interface whose
+    real implementation and in-memory fake sit side by side in its module (the policies: a
+    function; `PolicyContext` itself is the fake that reads none)."""
+
+    statuses: ProfileStatuses
+    pods: PodGates
+    policies: Callable[[], PolicyContext]  # read: the tenant policies and namespace labels
+    profile_events: EventSink  # policy violations, on the profile
 
 
-async def _main(settings: ControllerSettings) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await serve(settings)
-    except asyncio.CancelledError:
-        log.info("seccomp-sync controller stopped")
-
-
-async def serve(settings: ControllerSettings) -> None:
-    configuration = load_configuration(settings.kubeconfig)
-    # urllib3 would silently retry a timed-out request three times, turning a 5 s request
-    # timeout into 20 s: longer than the Lease. Our own loops retry, with backoff and a log line.
-    configuration.retries = 0
-    api = api_client(configuration)
-    metrics = ControllerMetrics()
-    state = ClusterState()
-    supervisor = Supervisor(
-        on_failure=metrics.process.component_failed,
-        # An unreachable API is waited out, never held against liveness (as in the agent).
-        expected=api_unavailable,
-    )
-    custom = client.CustomObjectsApi(api)
-    core = client.CoreV1Api(api)
-    pods = PodGates(api, settings.identity)
-
-    gates: GateHandler | None = None
-    policies = PolicyReporter(
-        api,
-        metrics,
-        EventRecorder(
+def api_io(api: client.ApiClient, identity: str) -> ControllerIO:
+    return ControllerIO(
+        statuses=ApiProfileStatuses(api),
+        pods=ApiPodGates(api, identity),
+        policies=functools.partial(read_policies, api),
+        profile_events=EventRecorder(
             api,
             api_version=f"{API_GROUP}/{API_VERSION}",
             kind=KIND,
-            instance=settings.identity,
+            instance=identity,
+            component=COMPONENT,
             role="controller",
-            component="seccomp-sync-controller",
         ),
     )
-    aggregator = StatusAggregator(
-        api,
-        state,
-        metrics,
-        waiting=lambda: gates.waiting_counts() if gates else {},
-        report=policies.report,
+
+
+@dataclass(frozen=True)
+class Controller:
+    """One controller, built and not started: `await controller.supervisor.run()` runs it."""
+
+    state: ClusterState
+    aggregator: StatusAggregator
+    gates: GateHandler
+    policies: PolicyReporter
+    metrics: ControllerMetrics
+    supervisor: Supervisor
+
+
+def build_controller(
+    settings: ControllerSettings, api: client.ApiClient, io: ControllerIO
+) -> Controller:
+    """Every part, each handed what it needs at construction; `api` serves the watches and
+    the Lease, `io` everything else."""
+    metrics = ControllerMetrics()
+    # What the state's changes wake, made before the state: the status aggregator's dirty
+    # profiles (the gate handler's waiting counts and the policy report mark them too), and
+    # the gate handler's wake-up.
+    dirty = DirtyProfiles()
+    gates_wake = asyncio.Event()
+    state = ClusterState(listeners=(dirty.mark, lambda _: gates_wake.set()))
+    policies = PolicyReporter(
+        io.policies, io.profile_events, metrics, on_change=functools.partial(dirty.mark, None)
     )
-    policies.on_change = aggregator.refresh_all
     gates = GateHandler(
-        state, pods.patch, pods.warn, metrics, settings.grace_seconds, aggregator.changed
+        state, gates_wake, io.pods, metrics, settings.grace_seconds, on_waiting_change=dirty.mark
+    )
+    aggregator = StatusAggregator(
+        state, dirty, io.statuses, metrics, waiting=gates.waiting_counts, report=policies.report
     )
 
     async def lead() -> None:
@@ -132,8 +128,74 @@ async def serve(settings: ControllerSettings) -> None:
         renew_deadline=settings.renew_deadline,
         retry_seconds=settings.retry_seconds,
     )
-    profiles = _ProfileFeed(state, asyncio.get_running_loop())
-    watches = [
+    supervisor = Supervisor(
+        on_failure=metrics.process.component_failed,
+        # An unreachable API is waited out, never held against liveness (as in the agent).
+        expected=api_unavailable,
+    )
+    for watch in _watches(api, state):
+        supervisor.add(f"watch-{watch.name}", watch.run)
+    supervisor.add("elector", elector.run)
+    http = probe_server(
+        metrics.registry,
+        lambda: None if state.synced else "the watches have not listed everything yet",
+        supervisor.problems,
+    )
+    supervisor.add("http", functools.partial(_serve_http, http, settings))
+    metrics.process.watch_components(supervisor.components)
+    return Controller(state, aggregator, gates, policies, metrics, supervisor)
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    return run_program(lambda: build_controller_settings(args), _main)
+
+
+async def _main(settings: ControllerSettings) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await serve(settings)
+    except asyncio.CancelledError:
+        log.info("seccomp-sync controller stopped")
+
+
+async def serve(settings: ControllerSettings) -> None:
+    configuration = load_configuration(settings.kubeconfig)
+    # urllib3 would silently retry a timed-out request three times, turning a 5 s request
+    # timeout into 20 s: longer than the Lease. Our own loops retry, with backoff and a log line.
+    configuration.retries = 0
+    api = api_client(configuration)
+    controller = build_controller(settings, api, api_io(api, settings.identity))
+    log.info(
+        "seccomp-sync controller starting",
+        extra={
+            "identity": settings.identity,
+            "lease": f"{settings.lease_namespace}/{settings.lease_name}",
+            "grace_seconds": settings.grace_seconds,
+        },
+    )
+    try:
+        await controller.supervisor.run()
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+async def _serve_http(http: HttpServer, settings: ControllerSettings) -> None:
+    port = await http.start(settings.http_host, settings.http_port)
+    log.info("serving /healthz, /readyz, /metrics", extra={"http_port": port})
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await http.stop()
+
+
+def _watches(api: client.ApiClient, state: ClusterState) -> list[ListWatch]:
+    custom = client.CustomObjectsApi(api)
+    profiles = _ProfileFeed(state)
+    return [
         ListWatch(
             "profiles",
             functools.partial(custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL),
@@ -145,13 +207,13 @@ async def serve(settings: ControllerSettings) -> None:
             functools.partial(
                 custom.list_cluster_custom_object, API_GROUP, API_VERSION, NODE_STATUS_PLURAL
             ),
-            on_list=lambda reports: state.replace_reports(reports),
+            on_list=state.replace_reports,
             on_event=lambda kind, report: _report_event(state, kind, report),
             transform=_report,
         ),
         ListWatch(
             "pods",
-            core.list_pod_for_all_namespaces,
+            client.CoreV1Api(api).list_pod_for_all_namespaces,
             # Unscheduled pods only: gated pods are never bound, and this keeps the controller's
             # memory with the pods that wait, not with every pod in the cluster.
             field_selector="spec.nodeName=",
@@ -160,38 +222,6 @@ async def serve(settings: ControllerSettings) -> None:
             transform=_pod,
         ),
     ]
-    for watch in watches:
-        supervisor.add(f"watch-{watch.name}", watch.run)
-    supervisor.add("elector", elector.run)
-
-    app = build_app(
-        metrics.registry,
-        lambda: None if state.synced else "the watches have not listed everything yet",
-        supervisor.problems,
-    )
-
-    async def serve_http() -> None:
-        runner, port = await start_server(app, settings.http_host, settings.http_port)
-        log.info("serving /healthz, /readyz, /metrics", extra={"http_port": port})
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-    supervisor.add("http", serve_http)
-    metrics.process.watch_components(supervisor.components)
-    log.info(
-        "seccomp-sync controller starting",
-        extra={
-            "identity": settings.identity,
-            "lease": f"{settings.lease_namespace}/{settings.lease_name}",
-            "grace_seconds": settings.grace_seconds,
-        },
-    )
-    try:
-        await supervisor.run()
-    finally:
-        api.close()  # type: ignore[no-untyped-call]
 
 
 class _ProfileFeed:
@@ -202,9 +232,8 @@ class _ProfileFeed:
     of its own: one thread keeps the watch's order, and the state is only changed on the loop.
     """
 
-    def __init__(self, state: ClusterState, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, state: ClusterState) -> None:
         self._state = state
-        self._loop = loop
         self._views = ProfileViews()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="profile-views")
 
@@ -228,6 +257,8 @@ class _ProfileFeed:
         apply: Callable[[list[ProfileView]], None],
         dropped: ProfileKey | None = None,
     ) -> None:
+        loop = asyncio.get_running_loop()  # the watch calls in on the loop
+
         def done(views: list[ProfileView]) -> None:
             if dropped is not None:
                 self._state.drop_profile(dropped)
@@ -239,7 +270,7 @@ class _ProfileFeed:
             except Exception:  # a bug: say so, and let the next listing repair the state
                 log.exception("could not render profiles")
                 return
-            self._loop.call_soon_threadsafe(done, views)
+            loop.call_soon_threadsafe(done, views)
 
         self._thread.submit(in_thread)
 

@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
 
-from agent.runtime.process_metrics import PREFIX, ProcessMetrics
+from agent.runtime.process_metrics import ProcessMetrics, Series
 
 GATE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+PROFILE = ("namespace", "profile")
 
 
 @dataclass
@@ -20,70 +21,53 @@ class ControllerMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
-        r = self.registry
-        self.leader = Gauge(
-            f"{PREFIX}_status_leader",
+        series = Series(self.registry)
+        self.leader = series.gauge(
+            "status_leader",
             "1 when this controller replica holds the Lease (aggregates status, releases pods).",
-            registry=r,
         )
-        labels = ["namespace", "profile"]
-        self.profile_nodes_ready = Gauge(
-            f"{PREFIX}_profile_nodes_ready",
+        self.profile_nodes_ready = series.gauge(
+            "profile_nodes_ready",
             "Nodes holding the profile's current version (from the leading controller).",
-            labels,
-            registry=r,
+            PROFILE,
         )
-        self.profile_nodes_expected = Gauge(
-            f"{PREFIX}_profile_nodes_expected",
+        self.profile_nodes_expected = series.gauge(
+            "profile_nodes_expected",
             "Nodes running an agent, which should hold the profile.",
-            labels,
-            registry=r,
+            PROFILE,
         )
-        self.profile_ready = Gauge(
-            f"{PREFIX}_profile_ready",
-            "1 when the profile's Ready condition is True.",
-            labels,
-            registry=r,
+        self.profile_ready = series.gauge(
+            "profile_ready", "1 when the profile's Ready condition is True.", PROFILE
         )
-        self.profile_invalid = Gauge(
-            f"{PREFIX}_profile_invalid",
-            "1 when the profile is invalid on at least one node.",
-            labels,
-            registry=r,
+        self.profile_invalid = series.gauge(
+            "profile_invalid", "1 when the profile is invalid on at least one node.", PROFILE
         )
-        self.gated_pods = Gauge(
-            f"{PREFIX}_gated_pods",
+        self.gated_pods = series.gauge(
+            "gated_pods",
             "Pods held by the seccompsync.io/profiles-ready scheduling gate (leader only).",
-            registry=r,
         )
-        self.profile_policy_violations = Gauge(
-            f"{PREFIX}_profile_policy_violations",
+        self.profile_policy_violations = series.gauge(
+            "profile_policy_violations",
             "Violations of the SeccompTenantPolicies selecting the profile's namespace, in a "
             "profile stored before the policy (the API server refuses new ones).",
-            labels,
-            registry=r,
+            PROFILE,
         )
-        self.gated_oldest = Gauge(
-            f"{PREFIX}_gated_pod_oldest_wait_seconds",
+        self.gated_oldest = series.gauge(
+            "gated_pod_oldest_wait_seconds",
             "How long the longest-waiting gated pod has existed (0 when none waits).",
-            registry=r,
         )
-        self.gate_releases = Counter(
-            f"{PREFIX}_gate_releases_total",
+        self.gate_releases = series.counter(
+            "gate_releases_total",
             "Pods released from the gate: released (every agent node ready) or narrowed "
             "(lagging nodes excluded after the grace period).",
             ["kind"],
-            registry=r,
         )
         for kind in ("released", "narrowed"):
             self.gate_releases.labels(kind=kind)
-        self.gate_latency = Histogram(
-            f"{PREFIX}_gate_wait_seconds",
-            "Pod creation to the gate's removal.",
-            buckets=GATE_BUCKETS,
-            registry=r,
+        self.gate_latency = series.histogram(
+            "gate_wait_seconds", "Pod creation to the gate's removal.", GATE_BUCKETS
         )
-        self.process = ProcessMetrics(r, "controller")
+        self.process = ProcessMetrics(self.registry, "controller")
 
     def observe_profile(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         labels = {"namespace": namespace, "profile": name}

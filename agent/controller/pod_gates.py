@@ -1,35 +1,37 @@
-"""The gate handler's API calls: release a pod (one JSON patch), and tell its owner why not."""
+"""The gate handler's writes (`gates.PodGates`): release a pod (one JSON patch), and tell its
+owner why not. Through the API, or into an in-memory fake for tests of what the handler
+decides."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import secrets
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agent.controller.gated_pods import GatedPod
+from agent.kube.client import REQUEST_TIMEOUT
+from agent.kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
 
-COMPONENT = "seccomp-sync-controller"
-REQUEST_TIMEOUT_SECONDS = 10.0
-MAX_MESSAGE = 1024
+COMPONENT: Final = "seccomp-sync-controller"
 
 
-class PodGates:
+class ApiPodGates:
     def __init__(self, api: client.ApiClient, identity: str) -> None:
         self._core = client.CoreV1Api(api)
-        self._identity = identity
-        self.writes = 0
+        # No "controller NAME:" prefix: only the leader posts, and the message is the pod's.
+        self._events = EventRecorder(
+            api, api_version="v1", kind="Pod", instance=identity, component=COMPONENT
+        )
 
-    def patch(self, pod: GatedPod, ops: list[dict[str, Any]]) -> bool:
-        """Apply a release patch; False when the pod changed or went away meanwhile."""
+    def release(self, pod: GatedPod, ops: list[dict[str, Any]]) -> bool:
         try:
             self._core.patch_namespaced_pod(
-                pod.name, pod.namespace, ops, _request_timeout=REQUEST_TIMEOUT_SECONDS
+                pod.name, pod.namespace, ops, _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as exc:
             # 404: deleted; 409/422: its resourceVersion moved on (the `test` op failed). The
@@ -41,33 +43,26 @@ class PodGates:
                 extra={"pod": pod.ref, "status": exc.status, "reason": exc.reason},
             )
             return False
-        self.writes += 1
         return True
 
     def warn(self, pod: GatedPod, reason: str, message: str) -> None:
-        """A Warning Event on the pod (`kubectl describe pod`); best effort, never raises."""
-        now = dt.datetime.now(dt.UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(
-                name=f"{pod.name}.{secrets.token_hex(8)}", namespace=pod.namespace
-            ),
-            involved_object=client.V1ObjectReference(
-                api_version="v1", kind="Pod", name=pod.name, namespace=pod.namespace, uid=pod.uid
-            ),
-            reason=reason,
-            message=message[:MAX_MESSAGE],
-            type="Warning",
-            source=client.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT,
-            reporting_instance=self._identity,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-        )
-        try:
-            self._core.create_namespaced_event(
-                pod.namespace, body, _request_timeout=REQUEST_TIMEOUT_SECONDS
-            )
-            self.writes += 1
-        except Exception as exc:
-            log.warning("could not post event", extra={"pod": pod.ref, "error": str(exc)})
+        self._events.warn(pod.namespace, pod.name, pod.uid, reason, message)
+
+
+@dataclass
+class RecordedPodGates:
+    """The fake: every release patch and Event kept by pod; pods in `changed` refuse release
+    (as the API does when the pod moved on since the decision)."""
+
+    released: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # pod ref -> ops
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # pod ref, reason, message
+    changed: set[str] = field(default_factory=set)
+
+    def release(self, pod: GatedPod, ops: list[dict[str, Any]]) -> bool:
+        if pod.ref in self.changed:
+            return False
+        self.released[pod.ref] = ops
+        return True
+
+    def warn(self, pod: GatedPod, reason: str, message: str) -> None:
+        self.events.append((pod.ref, reason, message))

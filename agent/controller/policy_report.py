@@ -3,9 +3,10 @@ their status, the seccomp_sync_profile_policy_violations metric, and one Warning
 profile becomes non-compliant. Nothing is removed: the profile stays on the nodes.
 
 Runs inside the elected controller's status aggregator, which calls `report` for each profile
-status it writes. The policies and the namespaces' labels are listed every REFRESH_SECONDS while
-leading (two LISTs; none of namespaces while no policy exists): policies change rarely, and a
-missed change only delays a report, never enforcement, which is the API server's.
+status it writes. The policies and the namespaces' labels are read every REFRESH_SECONDS while
+leading (`read_policies`: two paged LISTs, none of namespaces while no policy exists):
+policies change rarely, and a missed change only delays a report, never enforcement, which is
+the API server's.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from prometheus_client import Gauge
 
 from agent.api.model import API_GROUP, API_VERSION
+from agent.controller.metrics import ControllerMetrics
 from agent.controller.profile_status import ProfileView
-from agent.kube.events import EventRecorder
+from agent.kube.events import EventSink
+from agent.kube.pager import list_items
 from agent.profiles.tenancy.compliance import (
     PolicyContext,
     compliance_condition,
@@ -33,21 +34,23 @@ from agent.profiles.tenancy.policy import PLURAL, PolicyFileError, parse_policy,
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS: Final = 30.0
-REQUEST_TIMEOUT_SECONDS: Final = 10
-
-
-class PolicyGauges(Protocol):
-    profile_policy_violations: Gauge
 
 
 class PolicyReporter:
-    def __init__(self, api: client.ApiClient, metrics: PolicyGauges, events: EventRecorder) -> None:
-        self._custom = client.CustomObjectsApi(api)
-        self._core = client.CoreV1Api(api)
-        self._metrics = metrics
+    def __init__(
+        self,
+        read: Callable[[], PolicyContext],
+        events: EventSink,
+        metrics: ControllerMetrics,
+        on_change: Callable[[], None],
+    ) -> None:
+        """`read` returns the policies and labels (`read_policies`, or a fake); `on_change` is
+        called when they changed: every profile's report may have changed with them."""
+        self._read = read
         self._events = events
+        self._metrics = metrics
+        self._on_change = on_change
         self._context = PolicyContext()
-        self.on_change: Callable[[], None] = lambda: None
 
     async def run(self) -> None:
         """While leading: read the policies and labels, and re-report everything on a change."""
@@ -55,12 +58,15 @@ class PolicyReporter:
             try:
                 context = await asyncio.to_thread(self._read)
             except Exception as exc:  # API errors of any kind: keep the last view, try again
-                log.warning("could not read tenant policies", extra={"error": str(exc)})
+                log.warning(
+                    "could not read tenant policies",
+                    extra={"status": getattr(exc, "status", None), "error": str(exc)[:300]},
+                )
             else:
                 if context != self._context:
                     self._context = context
                     log.info("tenant policies changed", extra={"policies": len(context.policies)})
-                    self.on_change()
+                    self._on_change()
             await asyncio.sleep(REFRESH_SECONDS)
 
     def report(
@@ -94,28 +100,28 @@ class PolicyReporter:
     def _selected(self, labels: Mapping[str, str]) -> bool:
         return any(selects(p, labels) for p in self._context.policies)
 
-    def _read(self) -> PolicyContext:
-        listing: Any = self._custom.list_cluster_custom_object(
-            API_GROUP, API_VERSION, PLURAL, _request_timeout=REQUEST_TIMEOUT_SECONDS
-        )
-        policies = []
-        for item in listing.get("items", []):
-            try:
-                policies.append(parse_policy(item))
-            except PolicyFileError as exc:  # the CRD schema should make this impossible
-                log.warning(
-                    "ignoring a tenant policy that does not parse",
-                    extra={"policy": item.get("metadata", {}).get("name"), "error": str(exc)},
-                )
-        if not policies:
-            return PolicyContext()
+
+def read_policies(api: client.ApiClient) -> PolicyContext:
+    """The tenant policies, and the labels of the namespaces (only while a policy exists)."""
+    policies = []
+    listing = list_items(
+        client.CustomObjectsApi(api).list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL
+    )
+    for item in listing:
         try:
-            namespaces = self._core.list_namespace(_request_timeout=REQUEST_TIMEOUT_SECONDS)
-        except ApiException as exc:
-            raise RuntimeError(f"listing namespaces failed with {exc.status}") from exc
-        labels: dict[str, dict[str, str]] = {}
-        for namespace in namespaces.items:
-            meta = namespace.metadata
-            if meta is not None and meta.name:
-                labels[str(meta.name)] = {str(k): str(v) for k, v in (meta.labels or {}).items()}
-        return PolicyContext(tuple(policies), labels)
+            policies.append(parse_policy(item))
+        except PolicyFileError as exc:  # the CRD schema should make this impossible
+            log.warning(
+                "ignoring a tenant policy that does not parse",
+                extra={"policy": item.get("metadata", {}).get("name"), "error": str(exc)},
+            )
+    if not policies:
+        return PolicyContext()
+    labels: dict[str, dict[str, str]] = {}
+    for namespace in list_items(client.CoreV1Api(api).list_namespace):
+        meta = namespace.get("metadata") or {}
+        if meta.get("name"):
+            labels[str(meta["name"])] = {
+                str(k): str(v) for k, v in (meta.get("labels") or {}).items()
+            }
+    return PolicyContext(tuple(policies), labels)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.api.keys import ProfileKey
+from agent.api.keys import ProfileKey, profile_key
 from agent.api.model import OciSeccomp
 from agent.controller.profile_status import ProfileView
 from agent.profiles.base_graph import BaseGraph
@@ -23,11 +23,6 @@ from agent.profiles.compose import ResolvedBase
 from agent.profiles.render import render
 from agent.seccomp.syscalls import native_architecture
 from agent.validation.validate import ResolveBaseFn, validate_resource
-
-
-def profile_key(body: Mapping[str, Any]) -> ProfileKey:
-    meta = body.get("metadata") or {}
-    return ProfileKey(str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
 def profile_view(body: Mapping[str, Any], resolve_base: ResolveBaseFn | None = None) -> ProfileView:

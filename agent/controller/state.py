@@ -1,8 +1,9 @@
 """What the controller knows of the cluster, fed by its watches; read by the led work.
 
-Pure data (no I/O, no asyncio): the watches call in on the event loop, listeners hear which
-profiles changed (None: possibly all of them), and `synced` says every listing has arrived, so
-that nothing is decided from a partial view.
+Pure data (no I/O, no asyncio): the watches call in on the event loop, the listeners given at
+construction hear which profiles changed (None: possibly all of them; an empty set: only the
+pods), and `synced` says every listing has arrived, so that nothing is decided from a partial
+view.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class ClusterState:
     profiles: dict[ProfileKey, ProfileView] = field(default_factory=dict)
     reports: dict[str, NodeReport] = field(default_factory=dict)
     pods: dict[str, GatedPod] = field(default_factory=dict)  # uid -> pod
-    listeners: list[Listener] = field(default_factory=list)
+    listeners: tuple[Listener, ...] = ()
     profiles_listed: bool = False
     reports_listed: bool = False
     pods_listed: bool = False

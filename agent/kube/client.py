@@ -1,18 +1,19 @@
-"""Kubernetes credentials, loaded once from the settings and shared by kopf and our own calls."""
+"""Kubernetes credentials, loaded once from the settings and shared by kopf and our own calls,
+and the one request timeout."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Final
 
-import aiohttp
 import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 # (connect, read) seconds for every API call of our own: a hung connection must fail, be logged
-# and retried, never block a part of the agent for good. Watches have their own timeouts.
+# and retried, never block a part of a program for good. The only bound there is: a watch and a
+# Lease request derive theirs from it (see list_watch and leader), nothing else has another.
 REQUEST_TIMEOUT: Final = (5.0, 30.0)
 
 
@@ -57,7 +58,11 @@ def kopf_connection(configuration: client.Configuration) -> kopf.ConnectionInfo:
 
 def api_unavailable(exc: BaseException) -> bool:
     """The API server could not be reached or answered that it cannot serve now: waiting and
-    retrying is the cure, not restarting the agent."""
+    retrying is the cure, not restarting the agent.
+
+    Only the official client's errors (urllib3) are classified: every supervised part calls the
+    API through it. kopf's aiohttp errors never reach a supervisor (kopf retries its own watches),
+    so aiohttp, which only kopf brings along, is not imported here."""
     if isinstance(exc, ApiException):
         return exc.status in (0, None, 429) or exc.status >= 500
-    return isinstance(exc, ConnectionError | TimeoutError | HTTPError | aiohttp.ClientError)
+    return isinstance(exc, ConnectionError | TimeoutError | HTTPError)

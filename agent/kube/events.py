@@ -1,10 +1,13 @@
-"""Kubernetes Events on objects of one kind, readable in `kubectl describe`."""
+"""Kubernetes Events on objects of one kind, readable in `kubectl describe`; and an in-memory
+fake of the same narrow interface, for tests of the code that decides to post them."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import secrets
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from kubernetes import client
 
@@ -14,8 +17,14 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE = 1024  # the API server refuses longer event messages
 
 
+class EventSink(Protocol):
+    """Where a program reports a problem on an object (Kubernetes Events in production)."""
+
+    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None: ...
+
+
 class EventRecorder:
-    """Posts core/v1 Events. Failures are logged, never raised: an event is best effort."""
+    """Posts core/v1 Warning Events. Failures are logged, never raised: an event is best effort."""
 
     def __init__(
         self,
@@ -24,48 +33,36 @@ class EventRecorder:
         api_version: str,
         kind: str,
         instance: str,
-        role: str,
         component: str,
+        role: str | None = None,
     ) -> None:
-        """Events about objects of `api_version`/`kind`; messages start with "ROLE INSTANCE:"
-        (say "node NAME:" or "controller NAME:"); `component` is the Event's source."""
+        """Events about objects of `api_version`/`kind`, from `component` on `instance`. With a
+        `role`, messages start with "ROLE INSTANCE:" (say "node NAME:"): several replicas or
+        nodes post about one object, and the reader must know which one saw what."""
         self._core = client.CoreV1Api(api)
-        self._api_version = api_version
-        self._kind = kind
-        self._node = instance
-        self._role = role
-        self._component = component
+        self._about = (api_version, kind)
+        self._source = (component, instance)
+        self._prefix = f"{role} {instance}: " if role else ""
 
     def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
-        self._post(namespace, name, uid, "Warning", reason, message)
-
-    def normal(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
-        self._post(namespace, name, uid, "Normal", reason, message)
-
-    def _post(
-        self, namespace: str, name: str, uid: str, kind: str, reason: str, message: str
-    ) -> None:
         now = dt.datetime.now(dt.UTC)
-        text = f"{self._role} {self._node}: {message}"
+        text = self._prefix + message
         if len(text) > MAX_MESSAGE:
             text = text[: MAX_MESSAGE - 3] + "..."
+        (api_version, kind), (component, instance) = self._about, self._source
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(
                 name=f"{name}.{secrets.token_hex(8)}", namespace=namespace
             ),
             involved_object=client.V1ObjectReference(
-                api_version=self._api_version,
-                kind=self._kind,
-                name=name,
-                namespace=namespace,
-                uid=uid,
+                api_version=api_version, kind=kind, name=name, namespace=namespace, uid=uid
             ),
             reason=reason,
             message=text,
-            type=kind,
-            source=client.V1EventSource(component=self._component, host=self._node),
-            reporting_component=self._component,
-            reporting_instance=self._node,
+            type="Warning",
+            source=client.V1EventSource(component=component, host=instance),
+            reporting_component=component,
+            reporting_instance=instance,
             first_timestamp=now,
             last_timestamp=now,
             count=1,
@@ -76,9 +73,19 @@ class EventRecorder:
             log.warning(
                 "could not post event",
                 extra={
-                    "profile": f"{namespace}/{name}",
+                    "object": f"{kind} {namespace}/{name}",
                     "reason": reason,
                     "status": getattr(exc, "status", None),
                     "error": str(exc)[:200],
                 },
             )
+
+
+@dataclass
+class RecordedEvents:
+    """The fake: keeps (namespace/name, uid, reason, message) of every warning, posts nothing."""
+
+    warnings: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
+        self.warnings.append((f"{namespace}/{name}", uid, reason, message))

@@ -8,9 +8,11 @@
   another candidate may take the lease over (`lease_seconds`).
 - When the led work fails, the leader steps down and releases the lease, so another replica
   takes over at once, and `run()` raises for the supervisor to count and restart.
-- Every request has a timeout: a hung call can neither renew nor keep the work running. (The
-  client must not retry on its own, `Configuration.retries = 0`: urllib3's default three retries
-  would quadruple every timeout.)
+- Every request has a timeout: a hung call can neither renew nor keep the work running. It is
+  half the renew deadline (as client-go's resourcelock does), so a renewal that hangs still
+  leaves time for another before the deadline, and never more than the one request timeout.
+  (The client must not retry on its own, `Configuration.retries = 0`: urllib3's default three
+  retries would quadruple every timeout.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agent.kube.client import REQUEST_TIMEOUT
 from agent.runtime.waiting import within
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,6 @@ class LeaderElector:
         lease_seconds: float = 15.0,
         renew_deadline: float = 10.0,
         retry_seconds: float = 2.0,
-        request_timeout: float = 5.0,
     ) -> None:
         if not retry_seconds < renew_deadline < lease_seconds:
             raise ValueError("need retry_seconds < renew_deadline < lease_seconds")
@@ -71,7 +73,7 @@ class LeaderElector:
         self._lease_seconds = lease_seconds
         self._renew_deadline = renew_deadline
         self._retry_seconds = retry_seconds
-        self._timeout = request_timeout
+        self._timeout = min(renew_deadline / 2, REQUEST_TIMEOUT[1])
         self._observed: _Observed | None = None
         self.leading = False
 
@@ -136,7 +138,8 @@ class LeaderElector:
     async def _attempt(self, call: Callable[[], bool]) -> bool:
         """One request round; any failure (refused, 5xx, timeout, conflict) is a plain False."""
         try:
-            # The thread's own request timeout ends it; this bounds us even if it does not.
+            # The thread's own request timeouts end it (a round is at most two requests: read,
+            # then create or replace); this bounds us even if they do not.
             return await within(asyncio.to_thread(call), self._timeout * 2 + 1)
         except ApiException as exc:
             log.warning("lease request failed", extra={"lease": self._name, "status": exc.status})

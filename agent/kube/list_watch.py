@@ -1,28 +1,35 @@
 """List, then watch from that version, forever: one resource, in a daemon thread.
 
 The official client's watch is blocking, so it runs in a thread and hands every listing and
-event to the event loop. Every request carries a timeout, so a hung connection ends and is
-retried instead of stalling the stream; any failure (connection refused, 5xx, 410 Gone) lists
-again after a short backoff, so nothing an outage dropped is missed.
+event to the event loop. The listing is paged (`agent.kube.pager`); every request carries a
+timeout, so a hung connection ends and is retried instead of stalling the stream; any failure
+(connection refused, 5xx, 410 Gone) lists again after a short backoff, so nothing an outage
+dropped is missed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from agent.kube.client import REQUEST_TIMEOUT
+from agent.kube.pager import list_pages
+
 log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
-REQUEST_TIMEOUT_SECONDS = 30.0
+# The API server ends each watch after this long, and we watch again from the last version.
 WATCH_SECONDS = 60
+# A quiet watch sends nothing for up to WATCH_SECONDS: its read timeout must outlast that
+# window, or every quiet watch would end in a client timeout. It is the one request timeout
+# counted from the window's end.
+WATCH_TIMEOUT: Final = (REQUEST_TIMEOUT[0], WATCH_SECONDS + REQUEST_TIMEOUT[1])
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -39,7 +46,6 @@ class ListWatch:
         *,
         field_selector: str | None = None,
         transform: Callable[[Obj], Any] | None = None,
-        request_timeout: float = REQUEST_TIMEOUT_SECONDS,
     ) -> None:
         self.name = name
         self._list = list_call
@@ -48,7 +54,6 @@ class ListWatch:
         self._selector = {"field_selector": field_selector} if field_selector else {}
         # Runs in the watch thread, so per-object work (validation) stays off the loop.
         self._transform = transform
-        self._timeout = request_timeout
         self.failures = 0
 
     async def run(self) -> None:
@@ -93,13 +98,12 @@ class ListWatch:
         log.warning("watch failed; listing again", extra={"watch": self.name, "error": error})
 
     def _list_once(self, loop: asyncio.AbstractEventLoop) -> str:
-        response = self._list(
-            **self._selector, _request_timeout=self._timeout, _preload_content=False
-        )
-        page = json.loads(response.data)
-        items = [self._prepare(item) for item in page.get("items") or []]
+        items, version = [], ""
+        for page in list_pages(self._list, **self._selector):
+            items += [self._prepare(item) for item in page.items]
+            version = page.resource_version
         loop.call_soon_threadsafe(self._on_list, items)
-        return str(page["metadata"]["resourceVersion"])
+        return version
 
     def _watch_once(
         self, loop: asyncio.AbstractEventLoop, stop: threading.Event, version: str
@@ -110,7 +114,7 @@ class ListWatch:
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=WATCH_SECONDS,
-            _request_timeout=WATCH_SECONDS + self._timeout,
+            _request_timeout=WATCH_TIMEOUT,
         )
         for event in stream:
             if stop.is_set():

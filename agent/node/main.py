@@ -27,7 +27,7 @@ from agent.node.report_writer import NodeStatusPublisher
 from agent.node.settings import Settings, build_settings
 from agent.node.store import ProfileStore, StoreError
 from agent.node.taint import remove_startup_taint
-from agent.runtime.health import build_app, start_server
+from agent.runtime.health import probe_server
 from agent.runtime.logs import configure_logging
 from agent.runtime.settings import SettingsError
 from agent.runtime.supervisor import Supervisor
@@ -110,8 +110,8 @@ async def serve(settings: Settings) -> None:
         supervisor.add("resync", agent.resync_forever)
 
         metrics.process.watch_components([*supervisor.components, "profile-events", "pod-events"])
-        app = build_app(metrics.registry, agent.not_ready_reason, supervisor.problems)
-        http, port = await start_server(app, settings.http_host, settings.http_port)
+        http = probe_server(metrics.registry, agent.not_ready_reason, supervisor.problems)
+        port = await http.start(settings.http_host, settings.http_port)
         parts = asyncio.create_task(supervisor.run(), name="supervisor")
         background: set[asyncio.Task[None]] = set()
 
@@ -148,7 +148,7 @@ async def serve(settings: Settings) -> None:
             for task in background:
                 task.cancel()
             await asyncio.gather(parts, *background, return_exceptions=True)
-            await http.cleanup()
+            await http.stop()
             api.close()  # type: ignore[no-untyped-call]
             log.info("seccomp-sync agent stopped")
 

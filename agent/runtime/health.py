@@ -6,32 +6,26 @@ The server itself (timeouts, connection cap, quiet refusals) is `agent.runtime.h
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from agent.runtime.http_server import Handler, HttpLimits, HttpServer, Response
+from agent.runtime.http_server import HttpLimits, HttpServer, Response
 
 
-@dataclass(frozen=True)
-class App:
-    """The routes, and where the server reports refused connections and requests."""
-
-    routes: dict[str, Handler]
-    on_reject: Callable[[str], None]
-
-
-def build_app(
+def probe_server(
     registry: CollectorRegistry,
     is_ready: Callable[[], str | None],
     problems: Callable[[], Mapping[str, str]] = dict,
-) -> App:
-    """`is_ready` returns None when ready, else the reason it is not (shown in the body);
+    limits: HttpLimits | None = None,
+) -> HttpServer:
+    """The server for the port, not yet listening (`await server.start(host, port)`).
+
+    `is_ready` returns None when ready, else the reason it is not (shown in the body);
     `problems` names the parts that are broken or stuck (liveness fails while it is not empty)."""
 
     def healthz() -> Response:
         # Answering at all proves the event loop is alive; `problems` adds whether every part
-        # of the agent is still doing its job.
+        # of the program is still doing its job.
         found = problems()
         if not found:
             return Response(200, b"ok\n")
@@ -54,16 +48,8 @@ def build_app(
         ["reason"],
         registry=registry,
     )
-    return App(
+    return HttpServer(
         {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics},
+        limits or HttpLimits(),
         lambda reason: refused.labels(reason=reason).inc(),
     )
-
-
-async def start_server(
-    app: App, host: str, port: int, limits: HttpLimits | None = None
-) -> tuple[HttpServer, int]:
-    """Start serving; returns the server (`await server.cleanup()` to stop) and the bound port."""
-    server = HttpServer(app.routes, limits or HttpLimits(), app.on_reject)
-    bound = await server.start(host, port)
-    return server, bound

@@ -114,7 +114,8 @@ class HttpServer:
         )
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def cleanup(self) -> None:
+    async def stop(self) -> None:
+        """Stop listening and drop every connection."""
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):

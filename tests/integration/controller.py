@@ -4,11 +4,16 @@ test never leads."""
 
 from __future__ import annotations
 
+import argparse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kubernetes import client
+
+from agent.controller.main import Controller, ControllerIO, api_io, build_controller
+from agent.controller.settings import add_controller_arguments, build_controller_settings
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import ServedProcess
 
@@ -60,3 +65,12 @@ def running_controller(
         yield controller
     finally:
         controller.stop()
+
+
+def controller_parts(api: client.ApiClient, io: ControllerIO | None = None) -> Controller:
+    """A controller in this process, built as the runner builds it and not started: a test
+    runs the parts it is about. What it writes goes to the API unless `io` says otherwise."""
+    parser = argparse.ArgumentParser()
+    add_controller_arguments(parser)
+    settings = build_controller_settings(parser.parse_args(["--identity", "test-controller"]), {})
+    return build_controller(settings, api, io or api_io(api, settings.identity))

@@ -4,23 +4,25 @@ where it cannot go on ends its run (so the elector steps down) instead of hangin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from kubernetes import client
 
 from agent.api.keys import ProfileKey
 from agent.api.node_report import SHA_PREFIX, NodeReport
-from agent.controller.aggregator import PARALLEL_WRITES, RECOUNT_CHUNK, StatusAggregator
-from agent.controller.metrics import ControllerMetrics
+from agent.controller.aggregator import PARALLEL_WRITES, RECOUNT_CHUNK, ProfileStatuses
+from agent.controller.main import api_io
 from agent.controller.profiles import profile_view
-from agent.controller.state import ClusterState
 from agent.kube.client import load_configuration
 from agent.runtime.waiting import within
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.conftest import apply_profile, profile_object
+from tests.integration.controller import controller_parts
 from tests.integration.profiles import DENY_MKDIR
 
 pytestmark = pytest.mark.cluster
@@ -30,6 +32,21 @@ def api_for(cluster: Cluster) -> client.ApiClient:
     configuration = load_configuration(cluster.kubeconfig)
     configuration.retries = 0  # as the controller configures its client
     return client.ApiClient(configuration)
+
+
+class RecordingStatuses:
+    """The real status writes, and the key of each one in order."""
+
+    def __init__(self, real: ProfileStatuses) -> None:
+        self.real = real
+        self.written: list[ProfileKey] = []
+
+    def current(self) -> dict[ProfileKey, dict[str, Any]]:
+        return self.real.current()
+
+    def write(self, key: ProfileKey, status: dict[str, Any]) -> bool:
+        self.written.append(key)
+        return self.real.write(key, status)
 
 
 async def until(probe: Callable[[], bool], timeout: float, what: str) -> None:
@@ -48,10 +65,10 @@ def test_a_status_write_during_an_outage_is_made_once_the_api_is_back(
     view = profile_view(body)
     assert view.expected_sha is not None
     key = ProfileKey(namespace, "web")
-    state = ClusterState()
+    controller = controller_parts(api_for(crd))
+    state = controller.state
     state.replace_profiles([view])
     state.replace_reports([NodeReport("n1", True, {key: view.expected_sha[:SHA_PREFIX]}, {})])
-    api = api_for(crd)
 
     def state_is(expected: str) -> Callable[[], bool]:
         def probe() -> bool:
@@ -63,8 +80,7 @@ def test_a_status_write_during_an_outage_is_made_once_the_api_is_back(
         return probe
 
     async def scenario() -> None:
-        aggregator = StatusAggregator(api, state, ControllerMetrics())
-        task = asyncio.create_task(aggregator.run())
+        task = asyncio.create_task(controller.aggregator.run())
         await until(state_is("Installed"), 20, "status Installed")
         await asyncio.to_thread(crd.stop)
         try:
@@ -84,15 +100,15 @@ def test_a_status_write_during_an_outage_is_made_once_the_api_is_back(
 def test_an_unreachable_api_at_start_ends_the_run_promptly(crd: Cluster, namespace: str) -> None:
     """A new leader first reads the current statuses; if it cannot, `run()` raises (within the
     request timeout) so that the elector steps down, rather than leading without working."""
-    state = ClusterState()
-    state.replace_profiles([profile_view(profile_object(namespace, "web", DENY_MKDIR))])
     configuration = client.Configuration()
     configuration.host = "https://127.0.0.1:9"  # discard port: nothing listens
     configuration.verify_ssl = False
     configuration.retries = 0
+    controller = controller_parts(client.ApiClient(configuration))
+    controller.state.replace_profiles([profile_view(profile_object(namespace, "web", DENY_MKDIR))])
 
     async def scenario() -> None:
-        aggregator = StatusAggregator(client.ApiClient(configuration), state, ControllerMetrics())
+        aggregator = controller.aggregator
         started = time.monotonic()
         with pytest.raises(Exception, match=r"(?i)refused|connect"):
             await within(aggregator.run(), 15)
@@ -107,7 +123,11 @@ def test_a_new_profile_is_written_before_a_recount_of_every_profile_ends(
     """A node that joins changes every profile's `nodesExpected`; with thousands of profiles
     that recount takes a while, and a profile created meanwhile must not wait for all of it."""
     count = 1500  # never created: their status writes answer 404 at once
-    state = ClusterState()
+    api = api_for(crd)
+    io = api_io(api, "test-controller")
+    recording = RecordingStatuses(io.statuses)
+    controller = controller_parts(api, dataclasses.replace(io, statuses=recording))
+    state = controller.state
     state.replace_profiles(
         profile_view(profile_object(namespace, f"p{i:04d}", DENY_MKDIR)) for i in range(count)
     )
@@ -116,18 +136,10 @@ def test_a_new_profile_is_written_before_a_recount_of_every_profile_ends(
     got = crd.kubectl("get", "scmp", "zz-new", "-n", namespace, "-o", "json")
     new_body = json.loads(got.stdout)
     new_key = ProfileKey(namespace, "zz-new")
-    written: list[ProfileKey] = []
+    written = recording.written
 
     async def scenario() -> tuple[int, int]:
-        aggregator = StatusAggregator(api_for(crd), state, ControllerMetrics())
-        patch = aggregator._patch_status
-
-        def recording(key: ProfileKey, status: dict[str, object]) -> bool:
-            written.append(key)
-            return patch(key, status)
-
-        aggregator._patch_status = recording  # type: ignore[method-assign]
-        task = asyncio.create_task(aggregator.run())
+        task = asyncio.create_task(controller.aggregator.run())
         try:
             await until(lambda: len(written) >= count, 60, "the first pass")
             await asyncio.sleep(1)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from agent.runtime.health import build_app, start_server
+from agent.runtime.health import probe_server
 from agent.runtime.http_server import HttpLimits, HttpServer, Response
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +33,8 @@ async def _serve(
     limits: HttpLimits, ready: Callable[[], str | None] = lambda: None
 ) -> tuple[HttpServer, int, CollectorRegistry]:
     registry = CollectorRegistry()
-    server, port = await start_server(build_app(registry, ready), "127.0.0.1", 0, limits)
+    server = probe_server(registry, ready, limits=limits)
+    port = await server.start("127.0.0.1", 0)
     return server, port, registry
 
 
@@ -81,7 +82,7 @@ def with_server(
         try:
             await test(server, port)
         finally:
-            await server.cleanup()
+            await server.stop()
 
     asyncio.run(main())
 
@@ -115,7 +116,7 @@ def test_endpoints_answer_and_keep_alive_serves_several_requests() -> None:
             assert b"Content-Length: 3" in head
             writer.close()
         finally:
-            await server.cleanup()
+            await server.stop()
 
     run(main())
 
@@ -123,8 +124,8 @@ def test_endpoints_answer_and_keep_alive_serves_several_requests() -> None:
 def test_healthz_names_the_broken_parts() -> None:
     async def main() -> None:
         broken = {"syncer": "stalled for 120 s"}
-        app = build_app(CollectorRegistry(), lambda: None, lambda: broken)
-        server, port = await start_server(app, "127.0.0.1", 0)
+        server = probe_server(CollectorRegistry(), lambda: None, lambda: broken)
+        port = await server.start("127.0.0.1", 0)
         try:
             reply = await _get(port)
             assert reply.startswith(b"HTTP/1.1 503 ")
@@ -132,7 +133,7 @@ def test_healthz_names_the_broken_parts() -> None:
             broken.clear()
             assert (await _get(port)).startswith(b"HTTP/1.1 200 OK")
         finally:
-            await server.cleanup()
+            await server.stop()
 
     run(main())
 
@@ -197,7 +198,7 @@ def test_slowloris_one_header_byte_per_second_is_cut_off() -> None:
             )
             assert refused == 1.0
         finally:
-            await server.cleanup()
+            await server.stop()
 
     run(main())
 
@@ -261,7 +262,7 @@ def test_connections_over_the_cap_are_refused_when_every_slot_is_busy() -> None:
             for _, writer in readers:
                 writer.close()
         finally:
-            await srv.cleanup()
+            await srv.stop()
 
     run(main())
 
@@ -299,7 +300,7 @@ def test_garbage_gets_a_short_error_and_no_traceback(caplog: pytest.LogCaptureFi
             )
             assert refused == len(GARBAGE) * 5
         finally:
-            await server.cleanup()
+            await server.stop()
 
     with caplog.at_level(logging.DEBUG):
         run(main())
@@ -314,15 +315,15 @@ _LOW_FD_SERVER = textwrap.dedent(
     """
     import asyncio, os, resource, sys, tempfile
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
-    from agent.runtime.health import build_app, start_server
+    from agent.runtime.health import probe_server
     from agent.runtime.http_server import HttpLimits
 
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 
     async def main():
-        app = build_app(CollectorRegistry(), lambda: None)
         limits = HttpLimits(max_connections=8, backlog=8)
-        server, port = await start_server(app, "127.0.0.1", 0, limits)
+        server = probe_server(CollectorRegistry(), lambda: None, limits=limits)
+        port = await server.start("127.0.0.1", 0)
         print(port, flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.readline)
@@ -331,7 +332,7 @@ _LOW_FD_SERVER = textwrap.dedent(
             files = [open(os.path.join(d, str(i)), "w") for i in range(24)]
             print("opened", len(files), flush=True)
         await loop.run_in_executor(None, sys.stdin.readline)
-        await server.cleanup()
+        await server.stop()
 
     asyncio.run(main())
     """

@@ -27,8 +27,9 @@ PERIODS = {
     "lease_seconds": 4.0,
     "renew_deadline": 3.0,
     "retry_seconds": 0.5,
-    "request_timeout": 1.0,
 }
+# Each Lease request's timeout: half the renew deadline, as the elector derives it.
+REQUEST_TIMEOUT = PERIODS["renew_deadline"] / 2
 
 
 class Replica:
@@ -244,7 +245,7 @@ def test_an_api_that_never_answers_times_out_each_request(
 
         asyncio.run(scenario())
     failures = [r for r in caplog.records if r.getMessage() == "lease request failed"]
-    # Each round: a 1 s timeout plus a 0.5 s retry; a hung first call would give zero.
+    # Each round: a 1.5 s timeout plus a 0.5 s retry; a hung first call would give zero.
     assert len(failures) >= 2
     assert all("timed out" in str(r.__dict__.get("error")).lower() for r in failures), [
         r.__dict__.get("error") for r in failures
@@ -262,12 +263,7 @@ def test_control_plane_outage_steps_down_then_leads_again(
         replica = Replica(*lease).start()
         await until(lambda: replica.working, 10, "leading")
         await asyncio.to_thread(crd.stop)
-        down = (
-            PERIODS["renew_deadline"]
-            + PERIODS["retry_seconds"]
-            + 2 * PERIODS["request_timeout"]
-            + 2
-        )
+        down = PERIODS["renew_deadline"] + PERIODS["retry_seconds"] + 2 * REQUEST_TIMEOUT + 2
         # The renew deadline bounds this; stopping the control plane itself takes a while on a
         # loaded machine, so the wait is generous: what must hold is that it steps down while
         # the API is away, not how fast this machine is.

@@ -17,10 +17,10 @@ A = ProfileKey("ns", "a")
 B = ProfileKey("ns", "b")
 
 
-def recorded(state: ClusterState) -> list[set[ProfileKey] | None]:
+def recorded() -> tuple[ClusterState, list[set[ProfileKey] | None]]:
+    """A state and what its listener heard."""
     calls: list[set[ProfileKey] | None] = []
-    state.listeners.append(calls.append)
-    return calls
+    return ClusterState(listeners=(calls.append,)), calls
 
 
 def test_synced_only_after_every_listing() -> None:
@@ -33,9 +33,9 @@ def test_synced_only_after_every_listing() -> None:
 
 
 def test_a_node_report_change_names_only_the_profiles_it_changed() -> None:
-    state = ClusterState()
+    state, calls = recorded()
     state.replace_reports([NodeReport("n1", True, {A: "111", B: "222"}, {})])
-    calls = recorded(state)
+    calls.clear()
     state.put_report(NodeReport("n1", True, {A: "111", B: "333"}, {}))
     state.put_report(
         NodeReport("n1", True, {A: "111", B: "333"}, {A: Problem(NodeState.INVALID, "r", "m")})
@@ -47,8 +47,7 @@ def test_a_node_report_change_names_only_the_profiles_it_changed() -> None:
 
 
 def test_a_new_or_gone_node_changes_every_profile() -> None:
-    state = ClusterState()
-    calls = recorded(state)
+    state, calls = recorded()
     state.put_report(NodeReport("n1", False, {}, {}))
     state.put_report(NodeReport("n1", True, {}, {}))
     state.drop_report("n1")
@@ -57,8 +56,7 @@ def test_a_new_or_gone_node_changes_every_profile() -> None:
 
 
 def test_an_unchanged_profile_view_is_not_news() -> None:
-    state = ClusterState()
-    calls = recorded(state)
+    state, calls = recorded()
     state.put_profile(ProfileView(A, 1, "x"))
     state.put_profile(ProfileView(A, 1, "x"))
     state.put_profile(ProfileView(A, 2, "y"))
