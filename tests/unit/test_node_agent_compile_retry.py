@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agent.api.keys import ProfileKey
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
@@ -25,7 +23,7 @@ from agent.node.metrics import Metrics
 from agent.node.store import ProfileStore
 from agent.seccomp.compiler import ArchCompileResult, Compiler
 from agent.seccomp.cost import Lane, lane_for
-from agent.seccomp.worker import TEST_HOOK_KEY, TEST_HOOKS_ENV
+from tests.unit.hooked_compile_worker import HOOKED_WORKER_COMMAND, TEST_HOOK_KEY, worker_pids
 
 X86_64 = "SCMP_ARCH_X86_64"
 
@@ -68,18 +66,6 @@ def node_agent(
     )
 
 
-def worker_pids() -> set[int]:
-    pids = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                if b"agent/seccomp/worker.py" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    pids.add(int(child))
-            except FileNotFoundError:
-                continue
-    return pids
-
-
 async def eventually(check: Any, timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
@@ -88,9 +74,8 @@ async def eventually(check: Any, timeout: float = 20.0) -> None:
 
 
 def test_a_worker_killed_mid_compile_is_retried_and_never_reported_invalid(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
     marker = tmp_path / "hung-once"
     hang_once = {"architecture": X86_64, "action": "hang-once", "marker": str(marker)}
     events = RecordedEvents()
@@ -123,7 +108,7 @@ def test_a_worker_killed_mid_compile_is_retried_and_never_reported_invalid(
         syncer.cancel()
         agent.validation_lanes.shutdown()
 
-    with Compiler(timeout_seconds=30) as compiler:
+    with Compiler(timeout_seconds=30, worker_command=HOOKED_WORKER_COMMAND) as compiler:
         asyncio.run(scenario(compiler))
     assert events.warnings == [], "nothing may blame the profile"
 
