@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.runtime.settings import LogFormat, SettingsError, float_env, int_env, log_format
+from agent.runtime.settings import LogFormat, SettingsError, log_format, number_env
 
 DEFAULT_HTTP_HOST = "0.0.0.0"  # every IPv4 address: the kubelet probes the pod IP
 DEFAULT_ROOT = Path("/var/lib/kubelet/seccomp")
@@ -99,10 +99,10 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
     )
     port = args.http_port
     if port is None:
-        port = int_env(environ, "SECCOMP_SYNC_HTTP_PORT", DEFAULT_HTTP_PORT)
+        port = number_env(environ, "SECCOMP_SYNC_HTTP_PORT", DEFAULT_HTTP_PORT)
     resync = args.resync_seconds
     if resync is None:
-        resync = float_env(environ, "SECCOMP_SYNC_RESYNC_SECONDS", DEFAULT_RESYNC_SECONDS)
+        resync = number_env(environ, "SECCOMP_SYNC_RESYNC_SECONDS", DEFAULT_RESYNC_SECONDS)
     if resync <= 0:
         raise SettingsError(f"the resync period must be positive, not {resync}")
     return Settings(

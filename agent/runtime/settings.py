@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 
 LogFormat = Literal["text", "json"]
 LOG_FORMAT_ENV = "SECCOMP_SYNC_LOG_FORMAT"
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -23,21 +24,13 @@ def log_format(args: argparse.Namespace, environ: Mapping[str, str]) -> LogForma
     return cast(LogFormat, value)
 
 
-def int_env(environ: Mapping[str, str], name: str, default: int) -> int:
+def number_env(environ: Mapping[str, str], name: str, default: N) -> N:
+    """The variable `name` read as a number of `default`'s type (int or float), else `default`."""
     raw = environ.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        return type(default)(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
-
-
-def float_env(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+        what = "a whole number" if isinstance(default, int) else "a number of seconds"
+        raise SettingsError(f"{name} must be {what}, not {raw!r}") from None
