@@ -13,7 +13,8 @@ from agent.api.keys import ProfileKey
 from agent.api.model import API_GROUP, API_VERSION, PLURAL
 from agent.api.pod_refs import profiles_used_by
 from agent.kube.client import REQUEST_TIMEOUT
-from agent.node.agent import ObjectVersion, PodRefs
+from agent.node.resync import PodRefs
+from agent.node.worker import ObjectVersion
 
 PAGE_SIZE = 500
 # Only the keys are needed: ask for metadata alone, so a listing's size does not grow with the
