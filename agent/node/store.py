@@ -772,3 +772,34 @@ def _remove_dir_if_empty(fs: SystemCalls, parent_fd: int, entry: str, path: Path
         raise _io_error(path, "remove directory", exc) from exc
     _fsync_dir(fs, parent_fd, path.parent)
     return True
+
+
+class MemoryStore:
+    """A `Store` in a dict, for tests of decisions that need no disk (and meet no faults)."""
+
+    def __init__(self) -> None:
+        self.files: dict[ProfileKey, bytes] = {}
+
+    def read(self, namespace: str, name: str) -> bytes | None:
+        return self.files.get(ProfileKey(namespace, name))
+
+    def write(self, namespace: str, name: str, content: bytes) -> WriteOutcome:
+        key = ProfileKey(namespace, name)
+        if self.files.get(key) == content:
+            return WriteOutcome.UNCHANGED
+        self.files[key] = content
+        return WriteOutcome.WRITTEN
+
+    def write_many(
+        self, items: Sequence[tuple[str, str, bytes]]
+    ) -> list[WriteOutcome | StoreError]:
+        return [self.write(*item) for item in items]
+
+    def remove(self, namespace: str, name: str) -> bool:
+        return self.files.pop(ProfileKey(namespace, name), None) is not None
+
+    def collect_garbage(self, wanted: AbstractSet[ProfileKey]) -> GcResult:
+        gone = sorted(self.files.keys() - wanted)
+        for key in gone:
+            del self.files[key]
+        return GcResult(tuple(Path(MANAGED_DIR_NAME, k.namespace, file_name(k.name)) for k in gone))
