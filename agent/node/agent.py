@@ -137,12 +137,3 @@ class NodeAgent:
         supervisor.add("drift-watcher", self.drift.run, liveness=lambda: self.drift.needs_restart)
         supervisor.add("resync", self.resync.run)
         supervisor.add("readiness", self.readiness.run)
-
-    def held_per_profile(self) -> dict[str, int]:
-        """Entries each part keeps per profile beyond the catalog: none for profiles gone."""
-        return {
-            "intake": len(self.intake),
-            "compile retries": len(self.compile_retries),
-            "syncer": len(self.syncer),
-            "initial sync": len(self.resync),
-        }

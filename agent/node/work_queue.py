@@ -84,5 +84,5 @@ class Touches(Generic[K]):
         self._open.append(touched)
         try:
             yield touched
-        finally:
-            self._open.remove(touched)
+        finally:  # by identity: two windows with the same keys are still two windows
+            self._open = [t for t in self._open if t is not touched]
