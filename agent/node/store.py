@@ -18,6 +18,9 @@ left by a writer that died (the kernel drops a dead process's locks), never one 
 and a namespace directory is never removed under a writer about to create a file in it. This holds
 across threads and processes (say two agent pods during a rolling update), because each call
 opens its own descriptor.
+
+`ProfileStore` makes its system calls through the `SystemCalls` it is given (`os` itself, or a
+fault injector in tests). `Store` is what the syncer asks of it; `MemoryStore` is a fake of that.
 """
 
 from __future__ import annotations
