@@ -1,11 +1,11 @@
 """Noisy neighbours: a trivial profile's validate+compile latency while others' are expensive.
 
 Run from the repository root: `python -m bench.noisy_neighbour_bench [--json]`.
-Drives the node agent's own event handling (`NodeAgent.on_profile_event`: validation on the
-agent's threads, the real libseccomp worker, acceptance into the catalog) in one process, the way
-kopf calls it: one task per object, all concurrent. No API server is needed (the agent's API calls
-are callables handed in) and no file is written (the syncer is not running), so the figures are
-the validation path alone. Latency is event handed in to verdict accepted.
+Drives the node agent's own event handling (`NodeAgent.on_profile_event` and its profile worker:
+validation on the agent's threads, the real libseccomp worker, acceptance into the catalog) in one
+process, the way kopf calls it: one task per object, all concurrent. No API server is needed (the
+agent's API calls are callables handed in) and no file is written (the syncer is not running), so
+the figures are the validation path alone. Latency is event handed in to verdict accepted.
 
 Rows:
 - the trivial profile alone;
@@ -33,9 +33,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from agent.api.keys import profile_key
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.metrics import Metrics
+from agent.node.report_writer import RecordingStatusWriter
 from agent.node.store import ProfileStore
 from agent.seccomp.compiler import Compiler
 
@@ -123,13 +125,20 @@ def new_agent(root: Path, compiler: Compiler) -> NodeAgent:
         metrics=Metrics(),
         compile_profile=compiler.compile,
         events=Events(),
+        status=RecordingStatusWriter(),
         **api_reads(),
     )
 
 
+async def handled(agent: NodeAgent, event_type: str, body: dict[str, Any]) -> None:
+    """The event handed in, and its verdict accepted by the agent's profile worker."""
+    agent.on_profile_event(event_type, body)
+    await agent.profiles.settled(profile_key(body))
+
+
 async def timed(agent: NodeAgent, body: dict[str, Any]) -> float:
     started = time.perf_counter()
-    await agent.on_profile_event("MODIFIED", body)
+    await handled(agent, "MODIFIED", body)
     return time.perf_counter() - started
 
 
@@ -144,9 +153,7 @@ async def beside(
     latencies = []
     for _ in range(rounds):
         noisy = [
-            asyncio.create_task(
-                agent.on_profile_event("MODIFIED", objects.body(f"noisy-{i}", spec))
-            )
+            asyncio.create_task(handled(agent, "MODIFIED", objects.body(f"noisy-{i}", spec)))
             for i in range(neighbours)
         ]
         await asyncio.sleep(0.05)
@@ -159,9 +166,7 @@ async def cold_start(agent: NodeAgent, objects: Objects, neighbours: int) -> tup
     """All at once, the trivial profile last: its latency, and the time until all are done."""
     started = time.perf_counter()
     noisy = [
-        asyncio.create_task(
-            agent.on_profile_event("ADDED", objects.body(f"cold-{i}", refused_kind_spec()))
-        )
+        asyncio.create_task(handled(agent, "ADDED", objects.body(f"cold-{i}", refused_kind_spec())))
         for i in range(neighbours)
     ]
     await asyncio.sleep(0.05)  # they arrive first, as they would in a listing
@@ -183,6 +188,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory() as root, Compiler(timeout_seconds=args.timeout) as compiler:
         agent = new_agent(Path(root), compiler)
+        worker = asyncio.create_task(agent.profiles.run())
         await alone(agent, objects, 5)  # start the worker(s): not counted
         rows.append(row("trivial profile alone", await alone(agent, objects, args.samples)))
         n = args.neighbours
@@ -192,6 +198,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
         rows.append(row(f"trivial beside {n} x (512 rules x 6 EQ args)", latencies))
         trivial, total = await cold_start(agent, objects, 10)
         rows.append(row("cold start: 10 x (4 rules x 6 NE args) + trivial", [trivial], total))
+        worker.cancel()
     return rows
 
 

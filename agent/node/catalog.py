@@ -1,19 +1,22 @@
 """What this agent knows: the desired profiles, and the per-node state of each.
 
-One place holds it so that the node-status publisher (readiness) and the metrics read the same
-truth the syncer acts on. Pure data: no I/O, no Kubernetes, no asyncio.
+One place holds it (records, which profile is built on which, the files on disk, the writes that
+fail, whether the initial sync is done) so that the node report, readiness and the metrics read
+the same truth the syncer acts on. Pure data: no I/O, no Kubernetes, no asyncio.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from agent.api.findings import Finding, error
 from agent.api.keys import ProfileKey
 from agent.api.model import OciSeccomp
-from agent.api.node_report import NodeProfileStatus, NodeState
+from agent.api.node_report import NodeProfileStatus, NodeState, build_status
+from agent.profiles.base_graph import BaseGraph
 from agent.profiles.base_resolution import BaseLookup, BaseState
 from agent.profiles.render import RenderedProfile
 
@@ -46,10 +49,22 @@ class ProfileRecord:
         return not self.errors
 
 
+class WriteFailure(NamedTuple):
+    """Why the last attempt to write or remove a profile's file failed."""
+
+    reason: str  # short and stable (EROFS, ENOSPC, UnsafePath): what metrics and Events key on
+    message: str
+
+
 @dataclass
 class ProfileCatalog:
     records: dict[ProfileKey, ProfileRecord] = field(default_factory=dict)
+    bases: BaseGraph = field(default_factory=BaseGraph)
     installed: dict[ProfileKey, str] = field(default_factory=dict)  # key -> sha256 on disk
+    failures: dict[ProfileKey, WriteFailure] = field(default_factory=dict)
+    # False until the initial sync has seen every listed object: until then a profile missing
+    # here (a child's base, say) may still arrive, and the node reports only that it is starting.
+    complete: bool = False
     # The rendered files are kept in memory (drift repair restores them from there); their
     # total is capped so that no number of profiles can push the agent past its memory limit.
     max_rendered_bytes: int = MAX_RENDERED_BYTES
@@ -85,45 +100,46 @@ class ProfileCatalog:
         return record
 
     def forget(self, key: ProfileKey) -> None:
+        """The object is gone (its file follows via the syncer, its children stay children)."""
         self.rendered_bytes -= _size(self.records.pop(key, None))
+        self.bases.forget(key)
 
     def mark_installed(self, key: ProfileKey, sha256: str) -> None:
         self.installed[key] = sha256
+        self.failures.pop(key, None)
 
     def mark_removed(self, key: ProfileKey) -> None:
         self.installed.pop(key, None)
+        self.failures.pop(key, None)
 
-    def status_of(
-        self, key: ProfileKey, failure: WriteFailure | None = None
-    ) -> NodeProfileStatus | None:
-        return node_status(self.records.get(key), self.installed.get(key), failure)
+    def mark_failed(self, key: ProfileKey, failure: WriteFailure) -> None:
+        self.failures[key] = failure
+
+    def status_of(self, key: ProfileKey) -> NodeProfileStatus | None:
+        return node_status(self.records.get(key), self.installed.get(key), self.failures.get(key))
 
     def known_keys(self) -> set[ProfileKey]:
         return set(self.records) | set(self.installed)
 
-    def statuses(
-        self, failures: Mapping[ProfileKey, WriteFailure] | None = None
-    ) -> Iterator[tuple[ProfileKey, NodeProfileStatus]]:
-        """Every profile's state; `failures` (reason, message) explain profiles that cannot
-        be written right now."""
-        failures = failures or {}
+    def statuses(self) -> Iterator[tuple[ProfileKey, NodeProfileStatus]]:
+        """Every profile's state on this node, sorted."""
         for key in sorted(self.known_keys()):
-            status = self.status_of(key, failures.get(key))
+            status = self.status_of(key)
             if status is not None:
                 yield key, status
+
+    def report(self, node_name: str) -> dict[str, Any]:
+        """This node's SeccompNodeStatus `status`."""
+        return build_status(node_name, self.complete, self.statuses())
 
     def count_by_state(self) -> Counter[NodeState]:
         # Unsorted, unlike statuses(): this runs after every burst of changes.
         counts: Counter[NodeState] = Counter()
         for key in self.known_keys():
-            status = self.status_of(key)
+            status = node_status(self.records.get(key), self.installed.get(key))
             if status is not None:
                 counts[status.state] += 1
         return counts
-
-
-WriteFailure = tuple[str, str]
-"""(reason, message) of the last failed attempt to write or remove a profile's file."""
 
 
 def node_status(

@@ -1,4 +1,5 @@
-"""kopf handlers: thin, level-based translations of watch events into NodeAgent calls.
+"""kopf handlers: thin, level-based translations of watch events into NodeAgent calls, which
+only record the event and mark its key dirty (the work happens in the agent's own workers).
 
 Standalone and write-free: no peering, no finalizers, no progress or diff-base annotations.
 With hundreds of agents, any write onto a profile would be hundreds of writers on one object.
@@ -27,9 +28,9 @@ def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.Op
         settings.posting.enabled = False  # our own Events only, written for people
         settings.peering.standalone = True
         settings.peering.mandatory = False
-        # Bounded concurrency: a cold start lists thousands of objects at once, and one worker
-        # per object (each holding its body) is what would make memory grow with the cluster.
-        # Workers leave soon after their last event, so a bounded pool still moves quickly.
+        # Bounded concurrency: a cold start lists thousands of objects at once, and unbounded
+        # per-object workers would make memory grow with the cluster. Each only hands its
+        # body to the agent and leaves soon after, so a bounded pool still moves quickly.
         settings.queueing.worker_limit = 128
         settings.queueing.idle_timeout = 0.05
         # Page the initial listing: kopf otherwise fetches every object in one response, so a
@@ -47,10 +48,11 @@ def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.Op
 
     # kopf never retries on.event handlers: an event whose handling failed would be lost until
     # something else touched the object. The agent logs and counts it and resyncs soon instead.
+    # Nothing waits here for the profile's validation: the agent's worker picks the key up.
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
     async def profile_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         try:
-            await agent.on_profile_event(event["type"], body)
+            agent.on_profile_event(event["type"], body)
         except Exception:
             agent.event_handling_failed("profile-events")
 

@@ -14,7 +14,8 @@ from agent.api.model import API_GROUP, API_VERSION, PLURAL
 from agent.api.pod_refs import profiles_used_by
 from agent.kube.client import REQUEST_TIMEOUT
 from agent.kube.pager import list_items
-from agent.node.agent import ObjectVersion, PodRefs
+from agent.node.resync import PodRefs
+from agent.node.worker import ObjectVersion
 
 # Only the keys are needed: ask for metadata alone, so a listing's size does not grow with the
 # profiles' specs (an object can be 1.5 MB; 500 of them in one page would be 750 MB of JSON).

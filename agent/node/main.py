@@ -1,4 +1,5 @@
-"""`seccomp-agent run`: wire settings, store, validation, kopf and the HTTP port together."""
+"""`seccomp-agent run`: settings, the API clients, the node agent (built by `NodeAgent`), kopf and
+the HTTP port, put together."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine
-from typing import Any
 
 import kopf
 from kopf._core.engines.peering import Identity  # not re-exported; a NewType of str
@@ -19,7 +18,6 @@ from agent.kube.client import api_client, api_unavailable, kopf_connection, load
 from agent.kube.events import EventRecorder
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
-from agent.node.drift import DriftWatcher
 from agent.node.kopf_handlers import build_registry, quiet_kopf_loggers
 from agent.node.listing import get_profile, list_pod_profiles, list_profile_versions
 from agent.node.metrics import Metrics
@@ -69,11 +67,22 @@ async def serve(settings: Settings) -> None:
         metrics.process.component_failed,
         expected=api_unavailable,
     )
+    catalog = ProfileCatalog()
+    publisher = NodeStatusPublisher(
+        api, settings.node_name, lambda: catalog.report(settings.node_name)
+    )
+    background: set[asyncio.Task[None]] = set()
+
+    def untaint() -> None:
+        task = asyncio.create_task(_untaint(api, settings))
+        background.add(task)
+        task.add_done_callback(background.discard)
+
     with Compiler() as compiler:
         agent = NodeAgent(
             node_name=settings.node_name,
             architectures=[native_architecture()],
-            catalog=ProfileCatalog(),
+            catalog=catalog,
             store=store,
             metrics=metrics,
             compile_profile=compiler.compile,
@@ -88,37 +97,15 @@ async def serve(settings: Settings) -> None:
             list_profiles=lambda: list_profile_versions(api, settings.namespaces),
             get_profile=lambda key: get_profile(api, key),
             list_pods=lambda: list_pod_profiles(api, settings.node_name),
+            status=publisher,
+            on_ready=untaint if settings.remove_startup_taint else lambda: None,
             resync_seconds=settings.resync_seconds,
         )
-        drift = DriftWatcher(
-            store,
-            agent.on_disk_changed,
-            agent.on_disk_replaced,
-            on_status_change=agent.refresh_state,
-        )
-        agent.disk_problem = lambda: drift.unavailable
-        publisher = NodeStatusPublisher(api, settings.node_name, agent.node_status)
-        agent.on_state_change.append(publisher.changed)
-        if settings.remove_startup_taint:
-            agent.on_ready.append(lambda: supervisor_spawn(_untaint(api, settings)))
-
-        # Every long-lived part, restarted on failure; /healthz fails for a part that keeps
-        # failing or is stuck, so the kubelet restarts the pod instead of it staying broken.
-        supervisor.add("syncer", agent.syncer.run, liveness=agent.syncer.stalled)
-        supervisor.add("initial-sync", agent.initial_sync, oneshot=True)
-        supervisor.add("drift-watcher", drift.run, liveness=lambda: drift.needs_restart)
-        supervisor.add("resync", agent.resync_forever)
-
+        agent.supervise(supervisor)
         metrics.process.watch_components([*supervisor.components, "profile-events", "pod-events"])
-        http = probe_server(metrics.registry, agent.not_ready_reason, supervisor.problems)
+        http = probe_server(metrics.registry, agent.readiness.not_ready_reason, supervisor.problems)
         port = await http.start(settings.http_host, settings.http_port)
         parts = asyncio.create_task(supervisor.run(), name="supervisor")
-        background: set[asyncio.Task[None]] = set()
-
-        def supervisor_spawn(work: Coroutine[Any, Any, None]) -> None:
-            task = asyncio.create_task(work)
-            background.add(task)
-            task.add_done_callback(background.discard)
 
         publisher.changed()  # report at once: from now on this node counts as expected
         log.info(

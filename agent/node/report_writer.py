@@ -1,4 +1,8 @@
-"""Publish this node's SeccompNodeStatus: batched, debounced, unchanged content never rewritten."""
+"""Publish this node's SeccompNodeStatus: batched, debounced, unchanged content never rewritten.
+
+`NodeStatusPublisher` is the real `StatusWriter` (agent.node.readiness); `RecordingStatusWriter`
+is the fake for tests that need no API server.
+"""
 
 from __future__ import annotations
 
@@ -104,3 +108,13 @@ class NodeStatusPublisher:
             return []
         uid = node.metadata.uid if node.metadata else None
         return [{"apiVersion": "v1", "kind": "Node", "name": self._node, "uid": uid}]
+
+
+class RecordingStatusWriter:
+    """A `StatusWriter` that only counts the calls."""
+
+    def __init__(self) -> None:
+        self.changes = 0
+
+    def changed(self) -> None:
+        self.changes += 1

@@ -18,6 +18,9 @@ left by a writer that died (the kernel drops a dead process's locks), never one 
 and a namespace directory is never removed under a writer about to create a file in it. This holds
 across threads and processes (say two agent pods during a rolling update), because each call
 opens its own descriptor.
+
+`ProfileStore` makes its system calls through the `SystemCalls` it is given (`os` itself, or a
+fault injector in tests). `Store` is what the syncer asks of it; `MemoryStore` is a fake of that.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from agent.api.keys import ProfileKey, is_dns_label
 from agent.api.layout import MANAGED_DIR_NAME, PROFILE_SUFFIX, file_name, name_of_file
@@ -125,11 +128,46 @@ def is_temp_file_name(entry: str) -> bool:
     return match is not None and is_dns_label(match["name"])
 
 
+class SystemCalls(Protocol):
+    """The system calls the store makes: the `os` module itself, or (in the fault tests) a
+    stand-in that fails some of them (EROFS, ENOSPC, EMFILE, a hang)."""
+
+    def open(
+        self, path: str | Path, flags: int, mode: int = ..., *, dir_fd: int | None = ...
+    ) -> int: ...
+    def close(self, fd: int) -> None: ...
+    def read(self, fd: int, length: int) -> bytes: ...
+    def write(self, fd: int, data: memoryview) -> int: ...
+    def stat(self, path: str, *, dir_fd: int, follow_symlinks: bool) -> os.stat_result: ...
+    def fstat(self, fd: int) -> os.stat_result: ...
+    def fsync(self, fd: int) -> None: ...
+    def fchmod(self, fd: int, mode: int) -> None: ...
+    def mkdir(self, path: str, mode: int, *, dir_fd: int) -> None: ...
+    def rename(self, src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None: ...
+    def unlink(self, path: str, *, dir_fd: int) -> None: ...
+    def rmdir(self, path: str, *, dir_fd: int) -> None: ...
+    def readlink(self, path: str, *, dir_fd: int) -> str: ...
+    def scandir(self, fd: int) -> Iterator[os.DirEntry[str]]: ...
+
+
+class Store(Protocol):
+    """What the syncer and the initial sync ask of the disk; `ProfileStore` is the real one."""
+
+    def read(self, namespace: str, name: str) -> bytes | None: ...
+    def write(self, namespace: str, name: str, content: bytes) -> WriteOutcome: ...
+    def write_many(
+        self, items: Sequence[tuple[str, str, bytes]]
+    ) -> list[WriteOutcome | StoreError]: ...
+    def remove(self, namespace: str, name: str) -> bool: ...
+    def collect_garbage(self, wanted: AbstractSet[ProfileKey]) -> GcResult: ...
+
+
 class ProfileStore:
     """Profiles under `<root>/seccomp-sync`. Holds no open descriptors between calls."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, calls: SystemCalls = os) -> None:
         self.root = root
+        self._fs = calls
 
     @property
     def managed_dir(self) -> Path:
@@ -150,12 +188,12 @@ class ProfileStore:
         """A descriptor of the managed directory as it is now, for watching it (the caller
         closes it). While it is held the directory's inode cannot be reused, so
         `is_current` tells a directory recreated under the same path apart for certain."""
-        with _closing(self._open_root()) as root_fd:
-            fd = _open_dir(root_fd, MANAGED_DIR_NAME, self.managed_dir)
+        with _closing(self._fs, self._open_root()) as root_fd:
+            fd = _open_dir(self._fs, root_fd, MANAGED_DIR_NAME, self.managed_dir)
         if fd is None:
             raise StoreError(self.managed_dir, f"{self.managed_dir} does not exist", "ENOENT")
         try:
-            if os.fstat(fd).st_nlink == 0:
+            if self._fs.fstat(fd).st_nlink == 0:
                 # Still reachable by this path, yet deleted: a bind mount whose source was
                 # removed on the host. Nothing written here would reach the container runtime.
                 raise ManagedDirGoneError(
@@ -165,14 +203,14 @@ class ProfileStore:
                     "Restart the agent's pod to mount it again.",
                 )
         except BaseException:
-            os.close(fd)
+            self._fs.close(fd)
             raise
         return fd
 
     def is_current(self, fd: int) -> bool:
         """True while `fd` (from `open_managed_dir`) is still the managed directory."""
         try:
-            held = os.fstat(fd)
+            held = self._fs.fstat(fd)
             now = self.managed_dir.lstat()
         except OSError:
             return False
@@ -183,11 +221,11 @@ class ProfileStore:
         path = self.profile_path(namespace, name)
         with contextlib.ExitStack() as stack:
             managed_fd = self._ensure_managed_dir(stack, lock=fcntl.LOCK_SH)
-            ns_fd = _ensure_dir(managed_fd, namespace, path.parent)
-            stack.callback(os.close, ns_fd)
-            if _holds_bytes(ns_fd, path, content):
+            ns_fd = _ensure_dir(self._fs, managed_fd, namespace, path.parent)
+            stack.callback(self._fs.close, ns_fd)
+            if _holds_bytes(self._fs, ns_fd, path, content):
                 return WriteOutcome.UNCHANGED
-            _replace(ns_fd, path, content)
+            _replace(self._fs, ns_fd, path, content)
         return WriteOutcome.WRITTEN
 
     def write_many(
@@ -222,11 +260,15 @@ class ProfileStore:
                 try:
                     path = self.profile_path(namespace, name)
                     if namespace not in dir_fds:
-                        dir_fds[namespace] = _ensure_dir(managed_fd, namespace, path.parent)
-                        stack.callback(os.close, dir_fds[namespace])
+                        dir_fds[namespace] = _ensure_dir(
+                            self._fs, managed_fd, namespace, path.parent
+                        )
+                        stack.callback(self._fs.close, dir_fds[namespace])
                     dir_fd = dir_fds[namespace]
-                    if not _holds_bytes(dir_fd, path, content):
-                        staged.append((index, dir_fd, _stage(dir_fd, path, content), path))
+                    if not _holds_bytes(self._fs, dir_fd, path, content):
+                        staged.append(
+                            (index, dir_fd, _stage(self._fs, dir_fd, path, content), path)
+                        )
                 except (StoreError, ValueError) as exc:
                     results[index] = _as_store_error(exc, self.managed_dir / namespace)
             if not staged:
@@ -236,15 +278,15 @@ class ProfileStore:
             except StoreError:
                 for _, dir_fd, temp, _ in staged:
                     with contextlib.suppress(OSError):
-                        os.unlink(temp, dir_fd=dir_fd)
+                        self._fs.unlink(temp, dir_fd=dir_fd)
                 raise
             for index, dir_fd, temp, path in staged:
                 try:
-                    os.rename(temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                    self._fs.rename(temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
                     results[index] = WriteOutcome.WRITTEN
                 except OSError as exc:
                     with contextlib.suppress(OSError):
-                        os.unlink(temp, dir_fd=dir_fd)
+                        self._fs.unlink(temp, dir_fd=dir_fd)
                     results[index] = _io_error(path, "write", exc)
             _sync_filesystem(managed_fd, self.managed_dir)
 
@@ -255,11 +297,11 @@ class ProfileStore:
             managed_fd = self._open_managed_dir(stack)
             if managed_fd is None:
                 return None
-            ns_fd = _open_dir(managed_fd, namespace, path.parent)
+            ns_fd = _open_dir(self._fs, managed_fd, namespace, path.parent)
             if ns_fd is None:
                 return None
-            stack.callback(os.close, ns_fd)
-            return _read_regular(ns_fd, path)
+            stack.callback(self._fs.close, ns_fd)
+            return _read_regular(self._fs, ns_fd, path)
 
     def remove(self, namespace: str, name: str) -> bool:
         """Delete the profile, then its namespace directory if now empty; False if absent.
@@ -273,14 +315,14 @@ class ProfileStore:
             managed_fd = self._open_managed_dir(stack, lock=fcntl.LOCK_EX)
             if managed_fd is None:
                 return False
-            ns_fd = _open_dir(managed_fd, namespace, path.parent)
+            ns_fd = _open_dir(self._fs, managed_fd, namespace, path.parent)
             if ns_fd is None:
                 return False
-            stack.callback(os.close, ns_fd)
-            if not _unlink_profile(ns_fd, path):
+            stack.callback(self._fs.close, ns_fd)
+            if not _unlink_profile(self._fs, ns_fd, path):
                 return False
-            _fsync_dir(ns_fd, path.parent)
-            _remove_dir_if_empty(managed_fd, namespace, path.parent)
+            _fsync_dir(self._fs, ns_fd, path.parent)
+            _remove_dir_if_empty(self._fs, managed_fd, namespace, path.parent)
         return True
 
     def list_managed(self) -> frozenset[ProfileKey]:
@@ -290,12 +332,14 @@ class ProfileStore:
             managed_fd = self._open_managed_dir(stack)
             if managed_fd is None:
                 return frozenset()
-            for namespace in _namespace_dirs(managed_fd, self.managed_dir):
-                ns_fd = _open_dir_if_still_dir(managed_fd, namespace, self.managed_dir / namespace)
+            for namespace in _namespace_dirs(self._fs, managed_fd, self.managed_dir):
+                ns_fd = _open_dir_if_still_dir(
+                    self._fs, managed_fd, namespace, self.managed_dir / namespace
+                )
                 if ns_fd is None:
                     continue
-                with _closing(ns_fd):
-                    for entry in _entries(ns_fd, self.managed_dir / namespace):
+                with _closing(self._fs, ns_fd):
+                    for entry in _entries(self._fs, ns_fd, self.managed_dir / namespace):
                         name = name_of_file(entry.name)
                         if name is not None and entry.is_file(follow_symlinks=False):
                             keys.add(ProfileKey(namespace, name))
@@ -308,12 +352,12 @@ class ProfileStore:
         deleted. Anything else inside the managed directory is reported in `unexpected` and left
         alone; symlinks are never followed. Nothing outside `<root>/seccomp-sync` is looked at.
         """
-        sweep = _Sweep(wanted)
+        sweep = _Sweep(self._fs, wanted)
         with contextlib.ExitStack() as stack:
             managed_fd = self._open_managed_dir(stack, lock=fcntl.LOCK_EX)
             if managed_fd is None:
                 return GcResult()
-            for entry in _entries(managed_fd, self.managed_dir):
+            for entry in _entries(self._fs, managed_fd, self.managed_dir):
                 entry_path = self.managed_dir / entry.name
                 if is_dns_label(entry.name) and entry.is_dir(follow_symlinks=False):
                     sweep.namespace(managed_fd, entry.name, entry_path)
@@ -326,7 +370,7 @@ class ProfileStore:
     def _open_root(self) -> int:
         # Without O_NOFOLLOW: the root is configuration, and an admin may point it anywhere.
         try:
-            return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            return self._fs.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise StoreError(
                 self.root,
@@ -346,19 +390,19 @@ class ProfileStore:
         self, stack: contextlib.ExitStack, *, lock: int | None = None
     ) -> int | None:
         """The managed directory's fd (closed by `stack`), or None if it does not exist yet."""
-        with _closing(self._open_root()) as root_fd:
-            fd = _open_dir(root_fd, MANAGED_DIR_NAME, self.managed_dir)
+        with _closing(self._fs, self._open_root()) as root_fd:
+            fd = _open_dir(self._fs, root_fd, MANAGED_DIR_NAME, self.managed_dir)
         if fd is not None:
-            stack.callback(os.close, fd)
+            stack.callback(self._fs.close, fd)
             if lock is not None:
                 _lock(fd, lock, self.managed_dir)
         return fd
 
     def _ensure_managed_dir(self, stack: contextlib.ExitStack, *, lock: int) -> int:
         """The managed directory's fd (closed by `stack`), creating the directory if missing."""
-        with _closing(self._open_root()) as root_fd:
-            fd = _ensure_dir(root_fd, MANAGED_DIR_NAME, self.managed_dir)
-        stack.callback(os.close, fd)
+        with _closing(self._fs, self._open_root()) as root_fd:
+            fd = _ensure_dir(self._fs, root_fd, MANAGED_DIR_NAME, self.managed_dir)
+        stack.callback(self._fs.close, fd)
         _lock(fd, lock, self.managed_dir)
         return fd
 
@@ -369,7 +413,8 @@ class ProfileStore:
 class _Sweep:
     """Accumulates one garbage collection's findings."""
 
-    def __init__(self, wanted: AbstractSet[ProfileKey]) -> None:
+    def __init__(self, fs: SystemCalls, wanted: AbstractSet[ProfileKey]) -> None:
+        self._fs = fs
         self.wanted = wanted
         self.removed_profiles: list[Path] = []
         self.removed_temp_files: list[Path] = []
@@ -377,20 +422,20 @@ class _Sweep:
         self.unexpected: list[Path] = []
 
     def namespace(self, managed_fd: int, namespace: str, ns_path: Path) -> None:
-        ns_fd = _open_dir_if_still_dir(managed_fd, namespace, ns_path)
+        ns_fd = _open_dir_if_still_dir(self._fs, managed_fd, namespace, ns_path)
         if ns_fd is None:
             return
-        with _closing(ns_fd):
+        with _closing(self._fs, ns_fd):
             kept = 0
             removed_any = False
-            for entry in _entries(ns_fd, ns_path):
+            for entry in _entries(self._fs, ns_fd, ns_path):
                 if self._entry(ns_fd, namespace, entry, ns_path / entry.name):
                     removed_any = True
                 else:
                     kept += 1
             if removed_any:
-                _fsync_dir(ns_fd, ns_path)
-        if kept == 0 and _remove_dir_if_empty(managed_fd, namespace, ns_path):
+                _fsync_dir(self._fs, ns_fd, ns_path)
+        if kept == 0 and _remove_dir_if_empty(self._fs, managed_fd, namespace, ns_path):
             self.removed_dirs.append(ns_path)
 
     def _entry(self, ns_fd: int, namespace: str, entry: os.DirEntry[str], path: Path) -> bool:
@@ -402,12 +447,12 @@ class _Sweep:
         if name is not None:
             if ProfileKey(namespace, name) in self.wanted:
                 return False
-            _unlink_if_present(ns_fd, entry.name, path)
+            _unlink_if_present(self._fs, ns_fd, entry.name, path)
             self.removed_profiles.append(path)
             return True
         if is_temp_file_name(entry.name):
             # Under the exclusive lock no writer is in flight: this one's writer died.
-            _unlink_if_present(ns_fd, entry.name, path)
+            _unlink_if_present(self._fs, ns_fd, entry.name, path)
             self.removed_temp_files.append(path)
             return True
         self.unexpected.append(path)
@@ -427,11 +472,11 @@ class _Sweep:
 
 
 @contextlib.contextmanager
-def _closing(fd: int) -> Iterator[int]:
+def _closing(fs: SystemCalls, fd: int) -> Iterator[int]:
     try:
         yield fd
     finally:
-        os.close(fd)
+        fs.close(fd)
 
 
 def _as_store_error(exc: StoreError | ValueError, path: Path) -> StoreError:
@@ -452,9 +497,9 @@ def _lock(fd: int, operation: int, path: Path) -> None:
         raise _io_error(path, "lock", exc) from exc
 
 
-def _fsync_dir(fd: int, path: Path) -> None:
+def _fsync_dir(fs: SystemCalls, fd: int, path: Path) -> None:
     try:
-        os.fsync(fd)
+        fs.fsync(fd)
     except OSError as exc:
         raise _io_error(path, "fsync", exc) from exc
 
@@ -472,15 +517,17 @@ def _kind(mode: int) -> str:
     return kinds.get(stat.S_IFMT(mode), "special file")
 
 
-def _unsafe(dir_fd: int, entry: str, path: Path, expected: _Expected) -> UnsafePathError | None:
+def _unsafe(
+    fs: SystemCalls, dir_fd: int, entry: str, path: Path, expected: _Expected
+) -> UnsafePathError | None:
     """Explain why `entry` is not the `expected` kind, or None if it is (or has vanished)."""
     try:
-        mode = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        mode = fs.stat(entry, dir_fd=dir_fd, follow_symlinks=False).st_mode
     except OSError:
         return None
     if stat.S_ISLNK(mode):
         try:
-            target = f" (-> {os.readlink(entry, dir_fd=dir_fd)})"
+            target = f" (-> {fs.readlink(entry, dir_fd=dir_fd)})"
         except OSError:
             target = ""
         return UnsafePathError(
@@ -499,71 +546,71 @@ def _unsafe(dir_fd: int, entry: str, path: Path, expected: _Expected) -> UnsafeP
 
 
 def _open_error(
-    dir_fd: int, entry: str, path: Path, expected: _Expected, exc: OSError
+    fs: SystemCalls, dir_fd: int, entry: str, path: Path, expected: _Expected, exc: OSError
 ) -> StoreError:
     # O_NOFOLLOW reports a symlink as ELOOP, or as ENOTDIR together with O_DIRECTORY.
     if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
-        unsafe = _unsafe(dir_fd, entry, path, expected)
+        unsafe = _unsafe(fs, dir_fd, entry, path, expected)
         if unsafe is not None:
             return unsafe
     return _io_error(path, "open", exc)
 
 
-def _open_dir(parent_fd: int, entry: str, path: Path) -> int | None:
+def _open_dir(fs: SystemCalls, parent_fd: int, entry: str, path: Path) -> int | None:
     """Open a directory below `parent_fd` without following a symlink; None if missing."""
     try:
-        return os.open(entry, _DIR_FLAGS, dir_fd=parent_fd)
+        return fs.open(entry, _DIR_FLAGS, dir_fd=parent_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise _open_error(parent_fd, entry, path, "directory", exc) from exc
+        raise _open_error(fs, parent_fd, entry, path, "directory", exc) from exc
 
 
-def _open_dir_if_still_dir(parent_fd: int, entry: str, path: Path) -> int | None:
+def _open_dir_if_still_dir(fs: SystemCalls, parent_fd: int, entry: str, path: Path) -> int | None:
     """`_open_dir` for a scan: an entry replaced since it was listed is skipped, not fatal."""
     try:
-        return _open_dir(parent_fd, entry, path)
+        return _open_dir(fs, parent_fd, entry, path)
     except UnsafePathError:
         return None
 
 
-def _ensure_dir(parent_fd: int, entry: str, path: Path) -> int:
+def _ensure_dir(fs: SystemCalls, parent_fd: int, entry: str, path: Path) -> int:
     """Open a directory below `parent_fd` without following a symlink, creating it if missing."""
-    fd = _open_dir(parent_fd, entry, path)
+    fd = _open_dir(fs, parent_fd, entry, path)
     if fd is not None:
         return fd
     try:
-        os.mkdir(entry, DIR_MODE, dir_fd=parent_fd)
+        fs.mkdir(entry, DIR_MODE, dir_fd=parent_fd)
         created = True
     except FileExistsError:
         created = False  # another writer won the race; open (and check) what it made
     except OSError as exc:
         raise _io_error(path, "create directory", exc) from exc
-    fd = _open_dir(parent_fd, entry, path)
+    fd = _open_dir(fs, parent_fd, entry, path)
     if fd is None:
         raise StoreError(path, f"directory {path} vanished right after it was created; retry")
     if created:
         try:
-            os.fchmod(fd, DIR_MODE)  # the umask must not decide who can read the profiles
-            os.fsync(parent_fd)  # make the new directory entry itself durable
+            fs.fchmod(fd, DIR_MODE)  # the umask must not decide who can read the profiles
+            fs.fsync(parent_fd)  # make the new directory entry itself durable
         except OSError as exc:
-            os.close(fd)
+            fs.close(fd)
             raise _io_error(path, "set up directory", exc) from exc
     return fd
 
 
-def _entries(dir_fd: int, path: Path) -> list[os.DirEntry[str]]:
+def _entries(fs: SystemCalls, dir_fd: int, path: Path) -> list[os.DirEntry[str]]:
     try:
-        with os.scandir(dir_fd) as it:
-            return list(it)
+        # Exhausted, the iterator closes its descriptor.
+        return list(fs.scandir(dir_fd))
     except OSError as exc:
         raise _io_error(path, "list", exc) from exc
 
 
-def _namespace_dirs(managed_fd: int, managed_path: Path) -> list[str]:
+def _namespace_dirs(fs: SystemCalls, managed_fd: int, managed_path: Path) -> list[str]:
     return [
         entry.name
-        for entry in _entries(managed_fd, managed_path)
+        for entry in _entries(fs, managed_fd, managed_path)
         if is_dns_label(entry.name) and entry.is_dir(follow_symlinks=False)
     ]
 
@@ -571,35 +618,37 @@ def _namespace_dirs(managed_fd: int, managed_path: Path) -> list[str]:
 # --- profile-file helpers --------------------------------------------------------------------
 
 
-def _read_regular(dir_fd: int, path: Path, limit: int | None = None) -> bytes | None:
+def _read_regular(
+    fs: SystemCalls, dir_fd: int, path: Path, limit: int | None = None
+) -> bytes | None:
     """The bytes of regular file `path.name` in `dir_fd` (at most `limit`); None if missing."""
     try:
-        fd = os.open(path.name, _READ_FLAGS, dir_fd=dir_fd)
+        fd = fs.open(path.name, _READ_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise _open_error(dir_fd, path.name, path, "regular file", exc) from exc
-    with _closing(fd):
+        raise _open_error(fs, dir_fd, path.name, path, "regular file", exc) from exc
+    with _closing(fs, fd):
         try:
-            mode = os.fstat(fd).st_mode
+            mode = fs.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
                 raise UnsafePathError(
                     path,
                     f"refusing to read {path}: it is a {_kind(mode)} where seccomp-sync keeps a "
                     "regular file; remove it",
                 )
-            return _read_all(fd, limit)
+            return _read_all(fs, fd, limit)
         except OSError as exc:
             raise _io_error(path, "read", exc) from exc
 
 
-def _read_all(fd: int, limit: int | None) -> bytes:
+def _read_all(fs: SystemCalls, fd: int, limit: int | None) -> bytes:
     # One read covers the usual case; a file that grows meanwhile is still read to the end.
     chunks: list[bytes] = []
     total = 0
-    want = max(os.fstat(fd).st_size + 1, _READ_CHUNK)
+    want = max(fs.fstat(fd).st_size + 1, _READ_CHUNK)
     while limit is None or total < limit:
-        chunk = os.read(fd, want if limit is None else min(want, limit - total))
+        chunk = fs.read(fd, want if limit is None else min(want, limit - total))
         if not chunk:
             break
         chunks.append(chunk)
@@ -607,31 +656,31 @@ def _read_all(fd: int, limit: int | None) -> bytes:
     return b"".join(chunks)
 
 
-def _holds_bytes(dir_fd: int, path: Path, content: bytes) -> bool:
+def _holds_bytes(fs: SystemCalls, dir_fd: int, path: Path, content: bytes) -> bool:
     """True if `path.name` is a regular file holding exactly `content`; refuses anything else."""
     try:
-        st = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+        st = fs.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return False
     except OSError as exc:
         raise _io_error(path, "inspect", exc) from exc
     if not stat.S_ISREG(st.st_mode):
-        unsafe = _unsafe(dir_fd, path.name, path, "regular file")
+        unsafe = _unsafe(fs, dir_fd, path.name, path, "regular file")
         if unsafe is not None:
             raise unsafe
         return False  # replaced by a regular file or removed since the stat: just rewrite
     if st.st_size != len(content):
         return False
     # One byte past the expected length tells a file that grew since the stat apart.
-    return _read_regular(dir_fd, path, limit=len(content) + 1) == content
+    return _read_regular(fs, dir_fd, path, limit=len(content) + 1) == content
 
 
-def _create_temp(dir_fd: int, path: Path) -> tuple[str, int]:
+def _create_temp(fs: SystemCalls, dir_fd: int, path: Path) -> tuple[str, int]:
     name = path.name.removesuffix(PROFILE_SUFFIX)
     for _ in range(_TEMP_CREATE_ATTEMPTS):
         temp = temp_file_name(name)
         try:
-            return temp, os.open(temp, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
+            return temp, fs.open(temp, _TEMP_FLAGS, 0o600, dir_fd=dir_fd)
         except FileExistsError:
             continue
         except OSError as exc:
@@ -640,22 +689,22 @@ def _create_temp(dir_fd: int, path: Path) -> tuple[str, int]:
     raise StoreError(path, f"could not create a temporary file next to {path}; retry")
 
 
-def _write_all(fd: int, content: bytes) -> None:
+def _write_all(fs: SystemCalls, fd: int, content: bytes) -> None:
     view = memoryview(content)
     while view:
-        view = view[os.write(fd, view) :]
+        view = view[fs.write(fd, view) :]
 
 
-def _stage(dir_fd: int, path: Path, content: bytes) -> str:
+def _stage(fs: SystemCalls, dir_fd: int, path: Path, content: bytes) -> str:
     """A complete temp file next to `path` (not yet synced); returns its name."""
-    temp, fd = _create_temp(dir_fd, path)
+    temp, fd = _create_temp(fs, dir_fd, path)
     try:
-        with _closing(fd):
-            os.fchmod(fd, FILE_MODE)
-            _write_all(fd, content)
+        with _closing(fs, fd):
+            fs.fchmod(fd, FILE_MODE)
+            _write_all(fs, fd, content)
     except OSError as exc:
         with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=dir_fd)
+            fs.unlink(temp, dir_fd=dir_fd)
         raise _io_error(path, "write", exc) from exc
     return temp
 
@@ -670,29 +719,29 @@ def _sync_filesystem(fd: int, path: Path) -> None:
         raise _io_error(path, "sync", OSError(err, os.strerror(err)))
 
 
-def _replace(dir_fd: int, path: Path, content: bytes) -> None:
+def _replace(fs: SystemCalls, dir_fd: int, path: Path, content: bytes) -> None:
     """Write `content` to a temp file, fsync it, rename it over `path.name`, fsync the dir."""
-    temp, fd = _create_temp(dir_fd, path)
+    temp, fd = _create_temp(fs, dir_fd, path)
     try:
-        with _closing(fd):
-            os.fchmod(fd, FILE_MODE)  # runtimes may not run as root; the umask must not matter
-            _write_all(fd, content)
-            os.fsync(fd)
+        with _closing(fs, fd):
+            fs.fchmod(fd, FILE_MODE)  # runtimes may not run as root; the umask must not matter
+            _write_all(fs, fd, content)
+            fs.fsync(fd)
         # A symlink planted since `_holds_bytes` looked is replaced itself, never followed.
-        os.rename(temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        fs.rename(temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=dir_fd)
+            fs.unlink(temp, dir_fd=dir_fd)
         if isinstance(exc, OSError):
             raise _io_error(path, "write", exc) from exc
         raise
-    _fsync_dir(dir_fd, path.parent)
+    _fsync_dir(fs, dir_fd, path.parent)
 
 
-def _unlink_profile(dir_fd: int, path: Path) -> bool:
+def _unlink_profile(fs: SystemCalls, dir_fd: int, path: Path) -> bool:
     """Unlink `path.name` (a file or a symlink, never followed); False if it was absent."""
     try:
-        mode = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        mode = fs.stat(path.name, dir_fd=dir_fd, follow_symlinks=False).st_mode
     except FileNotFoundError:
         return False
     except OSError as exc:
@@ -703,12 +752,12 @@ def _unlink_profile(dir_fd: int, path: Path) -> bool:
             f"refusing to remove {path}: it is a directory where seccomp-sync keeps a regular "
             "file; remove it by hand",
         )
-    return _unlink_if_present(dir_fd, path.name, path)
+    return _unlink_if_present(fs, dir_fd, path.name, path)
 
 
-def _unlink_if_present(dir_fd: int, entry: str, path: Path) -> bool:
+def _unlink_if_present(fs: SystemCalls, dir_fd: int, entry: str, path: Path) -> bool:
     try:
-        os.unlink(entry, dir_fd=dir_fd)
+        fs.unlink(entry, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
     except OSError as exc:
@@ -716,13 +765,44 @@ def _unlink_if_present(dir_fd: int, entry: str, path: Path) -> bool:
     return True
 
 
-def _remove_dir_if_empty(parent_fd: int, entry: str, path: Path) -> bool:
+def _remove_dir_if_empty(fs: SystemCalls, parent_fd: int, entry: str, path: Path) -> bool:
     try:
-        os.rmdir(entry, dir_fd=parent_fd)
+        fs.rmdir(entry, dir_fd=parent_fd)
     except OSError as exc:
         # Not empty, already gone, or swapped for a non-directory (rmdir never follows a link).
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT, errno.ENOTDIR):
             return False
         raise _io_error(path, "remove directory", exc) from exc
-    _fsync_dir(parent_fd, path.parent)
+    _fsync_dir(fs, parent_fd, path.parent)
     return True
+
+
+class MemoryStore:
+    """A `Store` in a dict, for tests of decisions that need no disk (and meet no faults)."""
+
+    def __init__(self) -> None:
+        self.files: dict[ProfileKey, bytes] = {}
+
+    def read(self, namespace: str, name: str) -> bytes | None:
+        return self.files.get(ProfileKey(namespace, name))
+
+    def write(self, namespace: str, name: str, content: bytes) -> WriteOutcome:
+        key = ProfileKey(namespace, name)
+        if self.files.get(key) == content:
+            return WriteOutcome.UNCHANGED
+        self.files[key] = content
+        return WriteOutcome.WRITTEN
+
+    def write_many(
+        self, items: Sequence[tuple[str, str, bytes]]
+    ) -> list[WriteOutcome | StoreError]:
+        return [self.write(*item) for item in items]
+
+    def remove(self, namespace: str, name: str) -> bool:
+        return self.files.pop(ProfileKey(namespace, name), None) is not None
+
+    def collect_garbage(self, wanted: AbstractSet[ProfileKey]) -> GcResult:
+        gone = sorted(self.files.keys() - wanted)
+        for key in gone:
+            del self.files[key]
+        return GcResult(tuple(Path(MANAGED_DIR_NAME, k.namespace, file_name(k.name)) for k in gone))

@@ -1,8 +1,7 @@
-"""The work queue that makes the disk match the catalog, one profile key at a time.
+"""The workers that make the disk match the catalog, one profile key at a time.
 
-Semantics follow client-go's workqueue: a key is queued at most once, never processed by two
-workers at once (a key changed while in flight is processed again afterwards), and failures are
-retried with per-key exponential backoff, because kopf does not retry on.event handlers.
+Keys wait in a `KeyQueue` (each once, never two workers on one key, a key changed in flight is
+done again), are taken in batches, and failures are retried with per-key exponential backoff.
 Disk I/O runs in threads; the catalog is only changed on the event loop.
 """
 
@@ -12,15 +11,16 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.api.keys import ProfileKey
-from agent.node.catalog import ProfileCatalog, ProfileRecord
+from agent.node.catalog import ProfileCatalog, ProfileRecord, WriteFailure
 from agent.node.metrics import Metrics
 from agent.node.reconcile import Action, Keep, Remove, Write, decide
-from agent.node.store import ProfileStore, StoreError, UnsafePathError, WriteOutcome
+from agent.node.store import Store, StoreError, UnsafePathError, WriteOutcome
+from agent.node.work_queue import KeyQueue
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +62,34 @@ class Syncer:
     def __init__(
         self,
         catalog: ProfileCatalog,
-        store: ProfileStore,
+        store: Store,
         metrics: Metrics,
         *,
+        in_use: Callable[[ProfileKey], bool],
+        on_failure: Callable[[ProfileKey, WriteFailure], None],
+        on_change: Callable[[], None],
         workers: int = 4,
-        on_failure: Callable[[ProfileKey, StoreError], None] | None = None,
-        on_change: Callable[[], None] | None = None,
-        in_use: Callable[[ProfileKey], bool] = lambda _: False,
+        stall_seconds: float = STALL_SECONDS,
     ) -> None:
         self._catalog = catalog
         self._store = store
         self._metrics = metrics
         self._workers = workers
+        # Called when a profile starts failing, or fails for another reason: one Event per
+        # profile and kind of fault (EROFS, ENOSPC...), not one per retry.
         self._on_failure = on_failure
         self._on_change = on_change
         self._in_use = in_use
-        self._queue: asyncio.Queue[ProfileKey] = asyncio.Queue()
-        self._queued: set[ProfileKey] = set()
-        self._processing: set[ProfileKey] = set()
-        self._dirty: set[ProfileKey] = set()
+        self._stall_seconds = stall_seconds
+        self._queue: KeyQueue[ProfileKey] = KeyQueue()
         self._received_at: dict[ProfileKey, float] = {}
         self._retry_delay: dict[ProfileKey, float] = {}
         self._in_flight_since: dict[int, float] = {}
-        # Profiles whose last attempt failed, with why: readiness and the node report read this.
-        self.errors: dict[ProfileKey, StoreError] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
+
+    @property
+    def errors(self) -> Mapping[ProfileKey, WriteFailure]:
+        """Profiles whose last attempt failed, with why (kept in the catalog)."""
+        return self._catalog.failures
 
     def enqueue(self, key: ProfileKey, received_at: float | None = None) -> None:
         """Ask for `key` to be reconciled; `received_at` starts the latency clock."""
@@ -97,30 +99,29 @@ class Syncer:
             return
         if received_at is not None:
             self._received_at.setdefault(key, received_at)
-        self._idle.clear()
-        if key in self._processing:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+        self._queue.add(key)
+
+    def check_all(self) -> None:
+        """Compare every file the catalog knows with what it should hold."""
+        for key in self._catalog.known_keys():
+            self.enqueue(key)
 
     async def wait_idle(self) -> None:
         """Until nothing is queued or in flight (scheduled retries do not count)."""
-        await self._idle.wait()
+        await self._queue.wait_idle()
 
     def stalled(self) -> str | None:
         """Liveness: why the syncer is stuck, or None."""
         if not self._in_flight_since:
             return None
         age = time.monotonic() - min(self._in_flight_since.values())
-        if age < STALL_SECONDS:
+        if age < self._stall_seconds:
             return None
         return f"disk work has been in flight for {age:.0f} s (hung filesystem?)"
 
-    def forget(self, key: ProfileKey) -> None:
-        """Drop per-key bookkeeping of a profile that is gone and whose file is settled."""
-        self._retry_delay.pop(key, None)
-        self._received_at.pop(key, None)
+    def __len__(self) -> int:
+        """Profiles with a retry delay or a latency clock (none once their file is settled)."""
+        return len(self._retry_delay.keys() | self._received_at.keys())
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -129,14 +130,9 @@ class Syncer:
 
     async def _work(self, worker: int) -> None:
         while True:
-            keys = [await self._queue.get()]
             # Take whatever else is waiting: a cold start queues thousands of keys, and writing
             # them as one batch costs two filesystem syncs instead of two fsyncs per file.
-            while len(keys) < BATCH_MAX and not self._queue.empty():
-                keys.append(self._queue.get_nowait())
-            for key in keys:
-                self._queued.discard(key)
-                self._processing.add(key)
+            keys = await self._queue.take(BATCH_MAX)
             self._in_flight_since[worker] = time.monotonic()
             try:
                 await self._sync(keys)
@@ -150,13 +146,7 @@ class Syncer:
                     )
             finally:
                 self._in_flight_since.pop(worker, None)
-                for key in keys:
-                    self._processing.discard(key)
-                    if key in self._dirty:
-                        self._dirty.discard(key)
-                        self.enqueue(key)
-                if not self._queued and not self._processing:
-                    self._idle.set()
+                self._queue.done(keys)
 
     async def _sync(self, keys: list[ProfileKey]) -> None:
         jobs = []
@@ -233,14 +223,13 @@ class Syncer:
         if received is not None:
             self._metrics.sync_duration.observe(time.monotonic() - received)
         self._retry_delay.pop(key, None)
-        self.errors.pop(key, None)
-        if self._on_change is not None:
-            self._on_change()
+        self._on_change()
 
     def _failed(self, key: ProfileKey, exc: StoreError) -> None:
         delay = min(self._retry_delay.get(key, MIN_RETRY_SECONDS / 2) * 2, MAX_RETRY_SECONDS)
         self._retry_delay[key] = delay
-        self.errors[key] = exc
+        failure, before = WriteFailure(exc.reason, str(exc)), self._catalog.failures.get(key)
+        self._catalog.mark_failed(key, failure)
         if isinstance(exc, UnsafePathError):
             self._metrics.unsafe_paths.inc()
         log.error(
@@ -252,8 +241,7 @@ class Syncer:
                 "retry_seconds": delay,
             },
         )
-        if self._on_failure is not None:
-            self._on_failure(key, exc)
+        if before is None or before.reason != failure.reason:
+            self._on_failure(key, failure)
         asyncio.get_running_loop().call_later(delay, self.enqueue, key)
-        if self._on_change is not None:
-            self._on_change()
+        self._on_change()

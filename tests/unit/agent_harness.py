@@ -4,8 +4,8 @@ The node agent, its syncer, drift watcher and resync run for real, under the rea
 writing to a real directory. What is scripted is what lies outside the core:
 - the API's answers (`ScriptedApi`): the objects that exist, the events the watch delivers (or
   loses), and errors of every class thrown at the listing and reading calls;
-- the filesystem's faults (`FaultyOs`): stands in for `os` inside `agent.node.store` only, so the
-  store's own error handling runs on EROFS, ENOSPC, EMFILE or a call that hangs.
+- the filesystem's faults (`FaultyOs`): the system calls the store is built with, so the store's
+  own error handling runs on EROFS, ENOSPC, EMFILE or a call that hangs.
 The real API server and a real read-only mount are exercised by tests/integration/test_chaos.py.
 """
 
@@ -21,15 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import agent.node.store as store_module
-from agent.api.keys import ProfileKey
+from agent.api.keys import ProfileKey, profile_key
 from agent.api.model import OciSeccomp
 from agent.kube.client import api_unavailable
-from agent.node.agent import NodeAgent, ObjectVersion, PodRefs
+from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
-from agent.node.drift import DriftWatcher
+from agent.node.lanes import ValidationLanes
 from agent.node.metrics import Metrics
+from agent.node.report_writer import RecordingStatusWriter
+from agent.node.resync import PodRefs
 from agent.node.store import ProfileStore
+from agent.node.syncer import STALL_SECONDS
+from agent.node.worker import ObjectVersion
 from agent.profiles.render import render
 from agent.runtime.supervisor import Supervisor
 
@@ -37,7 +40,7 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 
 
 class FaultyOs:
-    """`os` for agent.node.store, with switchable faults; everything else is the real call."""
+    """The system calls a store is built with: `os`, with switchable faults."""
 
     def __init__(self) -> None:
         self.read_only = False  # like a read-only remount: every change fails with EROFS
@@ -156,17 +159,35 @@ def expected_bytes(body: Mapping[str, Any]) -> bytes:
     return render(OciSeccomp.model_validate(body["spec"])).content
 
 
+class SlowWithoutBase(ValidationLanes):
+    """Lanes where a child whose base is missing waits its turn for a while (a busy lane)."""
+
+    async def run(self, spec: Any, architectures: int, call: Callable[[], Any]) -> Any:
+        if isinstance(spec, Mapping) and "baseProfileName" in spec:
+            await asyncio.sleep(0.3)
+        return await super().run(spec, architectures, call)
+
+
 class Harness:
     """One node agent on `root`, fed by a ScriptedApi, under the supervisor."""
 
-    def __init__(self, root: Path, *, resync_seconds: float = 3600.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        resync_seconds: float = 3600.0,
+        stall_seconds: float = STALL_SECONDS,
+        lanes: ValidationLanes | None = None,
+    ) -> None:
         self.root = root
         self.api = ScriptedApi()
         self.os = FaultyOs()
         self.events = RecordedEvents()
         self.metrics = Metrics()
+        self.status = RecordingStatusWriter()
         self.failed_components: list[str] = []
-        self.store = ProfileStore(root)
+        self.store = ProfileStore(root, self.os)
+        self.ready_calls = 0
         self.agent = NodeAgent(
             node_name="node-a",
             architectures=["SCMP_ARCH_X86_64"],
@@ -178,48 +199,42 @@ class Harness:
             list_profiles=self.api.list_profiles,
             get_profile=self.api.get_profile,
             list_pods=self.api.list_pods,
+            status=self.status,
+            on_ready=self._on_ready,
+            lanes=lanes,
             resync_seconds=resync_seconds,
+            stall_seconds=stall_seconds,
+            drift_check_seconds=0.05,
         )
-        self.drift = DriftWatcher(
-            self.store,
-            self.agent.on_disk_changed,
-            self.agent.on_disk_replaced,
-            on_status_change=self.agent.refresh_state,
-            check_seconds=0.05,
-        )
-        self.agent.disk_problem = lambda: self.drift.unavailable
-        self.ready_calls = 0
-        self.agent.on_ready.append(self._on_ready)
+        self.drift = self.agent.drift
         self.supervisor = Supervisor(
             self.failed_components.append,
             expected=api_unavailable,
             initial_backoff=0.01,
             max_backoff=0.05,
         )
-        self.supervisor.add("syncer", self.agent.syncer.run, liveness=self.agent.syncer.stalled)
-        self.supervisor.add("initial-sync", self.agent.initial_sync, oneshot=True)
-        self.supervisor.add(
-            "drift-watcher", self.drift.run, liveness=lambda: self.drift.needs_restart
-        )
-        self.supervisor.add("resync", self.agent.resync_forever)
+        self.agent.supervise(self.supervisor)
 
     def _on_ready(self) -> None:
         self.ready_calls += 1
 
     # --- driving it ------------------------------------------------------------------------
 
+    async def deliver(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Deliver a watch event, and wait until the agent has handled it."""
+        self.agent.on_profile_event(event_type, body)
+        await self.agent.profiles.settled(profile_key(body))
+
     async def apply(self, namespace: str, name: str, body_spec: Mapping[str, Any]) -> None:
         """Create or update, and deliver the watch event."""
-        body = self.api.put(namespace, name, body_spec)
-        await self.agent.on_profile_event("MODIFIED", body)
+        await self.deliver("MODIFIED", self.api.put(namespace, name, body_spec))
 
     def apply_unseen(self, namespace: str, name: str, body_spec: Mapping[str, Any]) -> None:
         """Create or update in the API, but the watch loses the event."""
         self.api.put(namespace, name, body_spec)
 
     async def delete(self, namespace: str, name: str) -> None:
-        body = self.api.objects.pop(ProfileKey(namespace, name))
-        await self.agent.on_profile_event("DELETED", body)
+        await self.deliver("DELETED", self.api.objects.pop(ProfileKey(namespace, name)))
 
     async def start(self) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(self.supervisor.run())
@@ -251,26 +266,17 @@ class Harness:
     def converged(self) -> bool:
         """The disk holds exactly the valid objects' rendered bytes, and readiness says so."""
         wanted = {key: expected_bytes(body) for key, body in self.valid_objects().items()}
-        return self.disk() == wanted and self.agent.ready
+        return self.disk() == wanted and self.agent.readiness.ready
 
     async def until(self, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not condition():
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(
-                    f"timed out waiting for {what}; ready: {self.agent.not_ready_reason()}; "
+                    f"timed out waiting for {what}; "
+                    f"ready: {self.agent.readiness.not_ready_reason()}; "
                     f"disk: {sorted(map(str, self.disk()))}; "
                     f"api: {sorted(map(str, self.api.objects))}; "
                     f"problems: {self.supervisor.problems()}"
                 )
             await asyncio.sleep(0.01)
-
-
-def install_faulty_os(harness: Harness) -> Callable[[], None]:
-    """Route agent.node.store's `os` through the harness's FaultyOs; returns the undo."""
-    store_module.os = harness.os  # type: ignore[assignment]
-
-    def undo() -> None:
-        store_module.os = os
-
-    return undo

@@ -12,8 +12,7 @@ import errno
 import os
 import subprocess
 import threading
-import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +20,35 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 
-import agent.node.syncer as syncer_module
 from agent.api.keys import ProfileKey
 from agent.kube.client import api_unavailable
 from agent.node.store import StoreError
-from tests.unit.agent_harness import Harness, install_faulty_os, spec
+from agent.runtime.process_metrics import PREFIX
+from tests.unit.agent_harness import Harness, SlowWithoutBase, spec
 
 
 def run(scenario: Coroutine[Any, Any, None]) -> None:
     asyncio.run(scenario)
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
+def new_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     root.mkdir()
-    h = Harness(root)
-    undo = install_faulty_os(h)
-    try:
-        yield h
-    finally:
-        undo()
+    return root
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return Harness(new_root(tmp_path))
+
+
+def metric(h: Harness, name: str, **labels: str) -> float | None:
+    return h.metrics.registry.get_sample_value(f"{PREFIX}_{name}", labels)
 
 
 async def started(h: Harness) -> asyncio.Task[None]:
     task = await h.start()
-    await h.until(lambda: h.agent.synced, "the initial sync")
+    await h.until(lambda: h.agent.catalog.complete, "the initial sync")
     return task
 
 
@@ -103,10 +105,10 @@ def test_a_batch_that_cannot_create_the_directory_is_retried(harness: Harness) -
             h.apply_unseen("default", f"p{index}", spec(index + 1))
         task = await h.start()
         for body in list(h.api.objects.values()):
-            await h.agent.on_profile_event(None, body)
-        await h.until(lambda: h.agent.synced, "the initial sync")
+            await h.deliver(None, body)
+        await h.until(lambda: h.agent.catalog.complete, "the initial sync")
         await h.until(lambda: len(h.agent.syncer.errors) == 12, "twelve failing writes")
-        assert not h.agent.ready
+        assert not h.agent.readiness.ready
         h.os.read_only = False
         await h.until(h.converged, "all twelve written once the root is writable", timeout=20)
         assert h.failed_components == []
@@ -126,22 +128,22 @@ def test_readiness_and_the_ready_callback_wait_for_the_disk(harness: Harness) ->
             h.apply_unseen("default", f"p{index}", spec())
         task = await h.start()
         for body in list(h.api.objects.values()):
-            await h.agent.on_profile_event(None, body)
-        await h.until(lambda: h.agent.synced, "the initial sync")
+            await h.deliver(None, body)
+        await h.until(lambda: h.agent.catalog.complete, "the initial sync")
         await h.until(lambda: len(h.agent.syncer.errors) == 5, "five failing writes")
         await asyncio.sleep(0.5)
-        reason = h.agent.not_ready_reason()
+        reason = h.agent.readiness.not_ready_reason()
         assert reason is not None
         assert "5 profile(s) cannot be synced (EROFS: 5)" in reason
         assert h.ready_calls == 0  # the startup taint stays on
-        assert h.metrics.ready._value.get() == 0
-        assert h.metrics.write_failures.labels(reason="EROFS")._value.get() == 5
-        report = h.agent.node_status()
+        assert metric(h, "agent_ready") == 0
+        assert metric(h, "write_failures", reason="EROFS") == 5
+        report = h.agent.catalog.report("node-a")
         assert {p["reason"] for p in report["problems"]} == {"EROFS"}
         h.os.read_only = False
         await h.until(h.converged, "all five written", timeout=20)
         await h.until(lambda: h.ready_calls == 1, "the ready callback")
-        assert h.metrics.write_failures.labels(reason="EROFS")._value.get() == 0
+        assert metric(h, "write_failures", reason="EROFS") == 0
         task.cancel()
 
     run(scenario())
@@ -188,7 +190,7 @@ def test_a_deleted_bind_mount_fails_liveness(harness: Harness, tmp_path: Path) -
         subprocess.run(["rm", "-rf", str(host_dir)], check=True)
         await h.until(lambda: "drift-watcher" in h.supervisor.problems(), "liveness failing")
         assert "Restart the agent's pod" in h.supervisor.problems()["drift-watcher"]
-        assert "ManagedDirRemoved" in (h.agent.not_ready_reason() or "")
+        assert "ManagedDirRemoved" in (h.agent.readiness.not_ready_reason() or "")
         task.cancel()
 
     try:
@@ -240,7 +242,7 @@ def test_a_profile_created_while_a_listing_is_in_flight_is_kept(harness: Harness
             created.set()
 
         h.api.after_listing = create_during_listing
-        await h.agent.resync()
+        await h.agent.resync.once()
         assert created.is_set()
         await h.until(h.converged, "both profiles on disk")
         assert ProfileKey("default", "new") in h.agent.catalog.records
@@ -252,9 +254,7 @@ def test_a_profile_created_while_a_listing_is_in_flight_is_kept(harness: Harness
 def test_lost_events_are_repaired_by_the_periodic_resync(tmp_path: Path) -> None:
     """Level-triggered: creations, updates, deletions and pod deletions the watch never
     delivered converge at the next resync; nothing waits for another event."""
-    root = tmp_path / "root"
-    root.mkdir()
-    h = Harness(root, resync_seconds=0.2)
+    h = Harness(new_root(tmp_path), resync_seconds=0.2)
 
     async def scenario() -> None:
         task = await started(h)
@@ -275,7 +275,7 @@ def test_lost_events_are_repaired_by_the_periodic_resync(tmp_path: Path) -> None
         h.apply_unseen("default", "created", spec(8))
         del h.api.objects[ProfileKey("default", "kept")]
         await h.until(h.converged, "the resync's repair", timeout=10)
-        assert h.agent.resyncs >= 1
+        assert h.agent.resync.count >= 1
         task.cancel()
 
     run(scenario())
@@ -308,11 +308,11 @@ def test_api_errors_of_every_class_are_retried(harness: Harness, failure: Except
         h.apply_unseen("default", "one", spec())
         h.api.errors = [failure, failure, failure]
         task = await h.start()
-        await h.agent.on_profile_event(None, h.api.objects[ProfileKey("default", "one")])
+        await h.deliver(None, h.api.objects[ProfileKey("default", "one")])
         await h.until(h.converged, "the initial sync despite three failed listings")
         h.api.errors = [failure, failure]
         h.apply_unseen("default", "two", spec(2))
-        h.agent.request_resync()
+        h.agent.resync.request()
         await h.until(h.converged, "the resync despite two failures")
         # An unreachable or overloaded API is waited out, never held against liveness (or an
         # API outage would restart every agent); anything else is a failure worth counting.
@@ -351,8 +351,8 @@ def test_descriptor_exhaustion_recovers(harness: Harness) -> None:
         task = await started(h)
         h.os.out_of_descriptors = True
         await h.apply("default", "one", spec())
-        await h.until(lambda: h.agent.not_ready_reason() is not None, "not ready")
-        assert "EMFILE" in (h.agent.not_ready_reason() or "")
+        await h.until(lambda: h.agent.readiness.not_ready_reason() is not None, "not ready")
+        assert "EMFILE" in (h.agent.readiness.not_ready_reason() or "")
         h.os.out_of_descriptors = False
         await h.until(h.converged, "written once descriptors are back")
         task.cancel()
@@ -360,14 +360,11 @@ def test_descriptor_exhaustion_recovers(harness: Harness) -> None:
     run(scenario())
 
 
-def test_a_hung_filesystem_fails_liveness(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_hung_filesystem_fails_liveness(tmp_path: Path) -> None:
     """A write that never returns (hung NFS, a stuck device) must not look healthy."""
-    monkeypatch.setattr(syncer_module, "STALL_SECONDS", 0.3)
+    h = Harness(new_root(tmp_path), stall_seconds=0.3)
 
     async def scenario() -> None:
-        h = harness
         task = await started(h)
         h.os.hang = threading.Event()
         await h.apply("default", "one", spec())
@@ -394,17 +391,15 @@ def test_bookkeeping_does_not_grow_with_churn(harness: Harness) -> None:
         for index in range(50):
             await h.delete("churn", f"p{index}")
         await h.until(h.converged, "all gone")
-        await h.agent.resync()
+        await h.agent.resync.once()
         await h.agent.syncer.wait_idle()
         a = h.agent
         assert a.catalog.records == {}
         assert a.catalog.installed == {}
-        assert a._versions == {}
-        assert a._reported_failures == {}
-        assert a._seen == set()
-        assert a._profile_seq == {}
-        assert a.syncer._retry_delay == {}
-        assert a.syncer._received_at == {}
+        assert a.catalog.failures == {}
+        # Versions seen, bodies waiting, compile retries, the syncer's backoff and latency
+        # clocks, the keys the initial sync waited for: nothing is left of fifty deleted profiles.
+        assert len(a.intake) == len(a.compile_retries) == len(a.syncer) == len(a.resync) == 0
         task.cancel()
 
     run(scenario())
@@ -414,15 +409,10 @@ def test_the_batch_path_reports_store_errors_per_profile(tmp_path: Path) -> None
     """write_many never raises: a failure of the whole batch is every profile's failure."""
     from agent.node.store import ProfileStore
 
-    root = tmp_path / "root"
-    root.mkdir()
+    root = new_root(tmp_path)
     h = Harness(root)
-    undo = install_faulty_os(h)
-    try:
-        h.os.read_only = True
-        results = ProfileStore(root).write_many([("ns", f"p{i}", b"{}") for i in range(10)])
-    finally:
-        undo()
+    h.os.read_only = True
+    results = ProfileStore(root, h.os).write_many([("ns", f"p{i}", b"{}") for i in range(10)])
     assert len(results) == 10
     assert all(isinstance(r, StoreError) and r.reason == "EROFS" for r in results)
 
@@ -442,31 +432,21 @@ def _pod(uid: str, namespace: str, profile: str) -> dict[str, Any]:
     }
 
 
-def test_a_child_applied_with_its_base_is_rendered_once_the_base_lands(harness: Harness) -> None:
+def test_a_child_applied_with_its_base_is_rendered_once_the_base_lands(tmp_path: Path) -> None:
     """CI: `kubectl apply` of a base and its child in a row left the child Invalid
     (BaseNotFound) for good when the base's validation landed while the child's, started
     before the base was known, was still running."""
+    # A busy lane for the child validated without its base: the base lands before it finishes.
+    h = Harness(new_root(tmp_path), lanes=SlowWithoutBase())
 
     async def scenario() -> None:
-        h = harness
         task = await started(h)
         child = ProfileKey("default", "child")
-        validate = h.agent._validate
-
-        def slow_for_the_child(key: ProfileKey, *args: Any, **kwargs: Any) -> Any:
-            if key == child:
-                time.sleep(0.3)  # a busy lane: the base lands before this finishes
-            return validate(key, *args, **kwargs)
-
-        h.agent._validate = slow_for_the_child  # type: ignore[method-assign]
         base_body = h.api.put("default", "base", spec())
         log_chmod = [{"names": ["chmod"], "action": "SCMP_ACT_LOG"}]
         child_spec = {"baseProfileName": "base", "syscalls": log_chmod}
         child_body = h.api.put("default", "child", child_spec)
-        await asyncio.gather(
-            h.agent.on_profile_event("ADDED", base_body),
-            h.agent.on_profile_event("ADDED", child_body),
-        )
+        await asyncio.gather(h.deliver("ADDED", base_body), h.deliver("ADDED", child_body))
         await h.until(lambda: h.agent.catalog.records[child].valid, "the child valid")
         child_file = h.root / "seccomp-sync" / "default" / "child.json"
         await h.until(child_file.exists, "the child's file on disk")

@@ -1,7 +1,7 @@
 """The node agent never caches a transient compile failure as a verdict, and retries it.
 
 Real parts: the real libseccomp worker (killed from outside with SIGKILL mid-compile), the real
-store on a temporary disk, the node agent's own event handling and syncer. No API server is
+store on a temporary disk, the node agent's own profile worker and syncer. No API server is
 needed: the agent's only API calls are the callables handed in.
 """
 
@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.api.keys import ProfileKey
+from agent.api.keys import ProfileKey, profile_key
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.metrics import Metrics
+from agent.node.report_writer import RecordingStatusWriter
 from agent.node.store import ProfileStore
 from agent.seccomp.compiler import ArchCompileResult, Compiler
 from agent.seccomp.cost import Lane, lane_for
@@ -63,7 +64,14 @@ def node_agent(
         list_profiles=dict,
         get_profile=lambda key: None,
         list_pods=dict,
+        status=RecordingStatusWriter(),
     )
+
+
+async def handled(agent: NodeAgent, event_type: str, event: dict[str, Any]) -> None:
+    """Deliver a watch event, and wait until the agent's profile worker has handled it."""
+    agent.on_profile_event(event_type, event)
+    await agent.profiles.settled(profile_key(event))
 
 
 async def eventually(check: Any, timeout: float = 20.0) -> None:
@@ -90,9 +98,9 @@ def test_a_worker_killed_mid_compile_is_retried_and_never_reported_invalid(
             return compiler.compile({**document, TEST_HOOK_KEY: hang_once}, architectures)
 
         agent = node_agent(store, compile_profile, events)
-        syncer = asyncio.create_task(agent.syncer.run())
+        parts = [asyncio.create_task(agent.syncer.run()), asyncio.create_task(agent.profiles.run())]
         before = worker_pids()
-        handling = asyncio.create_task(agent.on_profile_event("ADDED", body()))
+        handling = asyncio.create_task(handled(agent, "ADDED", body()))
         await eventually(lambda: marker.exists() and worker_pids() - before)
         [pid] = worker_pids() - before
         os.kill(pid, signal.SIGKILL)  # from outside, mid-compile: not the profile's fault
@@ -105,7 +113,8 @@ def test_a_worker_killed_mid_compile_is_retried_and_never_reported_invalid(
         path = tmp_path / "root" / "seccomp-sync" / "team-a" / "web.json"
         await eventually(path.exists)
         assert json.loads(path.read_text())["defaultAction"] == "SCMP_ACT_ERRNO"
-        syncer.cancel()
+        for part in parts:
+            part.cancel()
         agent.validation_lanes.shutdown()
 
     with Compiler(timeout_seconds=30, worker_command=HOOKED_WORKER_COMMAND) as compiler:
@@ -128,16 +137,18 @@ def test_a_newer_generation_supersedes_a_pending_retry(tmp_path: Path) -> None:
             return compiler.compile(document, architectures)
 
         agent = node_agent(store, compile_profile)
-        await agent.on_profile_event("ADDED", body(1))
+        worker = asyncio.create_task(agent.profiles.run())
+        await handled(agent, "ADDED", body(1))
         assert agent.compile_retries.pending() == {key}
         newer = body(2)
         newer["spec"]["syscalls"].append({"names": ["close"], "action": "SCMP_ACT_ALLOW"})
-        await agent.on_profile_event("MODIFIED", newer)
+        await handled(agent, "MODIFIED", newer)
         assert agent.compile_retries.pending() == set()
         assert agent.catalog.records[key].generation == 2
         await asyncio.sleep(1.5)  # past the first retry's delay: it must not bring back gen 1
         assert agent.catalog.records[key].generation == 2
         assert calls == [1, 2]
+        worker.cancel()
         agent.validation_lanes.shutdown()
 
     with Compiler() as compiler:
@@ -183,10 +194,11 @@ def test_a_trivial_profile_gets_its_verdict_while_expensive_ones_still_compile(
 
     async def scenario(compiler: Compiler) -> list[str]:
         agent = node_agent(store, slow_when_expensive)
+        worker = asyncio.create_task(agent.profiles.run())
         done: list[str] = []
 
         async def handle(event: dict[str, Any]) -> None:
-            await agent.on_profile_event("ADDED", event)
+            await handled(agent, "ADDED", event)
             done.append(event["metadata"]["name"])
 
         tasks = [asyncio.create_task(handle(event)) for event in noisy]
@@ -194,6 +206,7 @@ def test_a_trivial_profile_gets_its_verdict_while_expensive_ones_still_compile(
         await handle(body())
         await asyncio.gather(*tasks)
         assert agent.catalog.records[trivial_key].valid
+        worker.cancel()
         agent.validation_lanes.shutdown()
         return done
 

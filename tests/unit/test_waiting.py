@@ -13,6 +13,7 @@ from pathlib import Path
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.metrics import Metrics
+from agent.node.report_writer import RecordingStatusWriter
 from agent.node.store import ProfileStore
 from agent.runtime.waiting import event_within, within
 from tests.unit.agent_harness import RecordedEvents
@@ -78,11 +79,12 @@ def test_the_resync_loop_stops_when_cancelled_as_a_resync_is_requested(tmp_path:
             list_profiles=dict,
             get_profile=lambda _: None,
             list_pods=dict,
+            status=RecordingStatusWriter(),
             resync_seconds=3600,
         )
-        task = asyncio.create_task(agent.resync_forever())
+        task = asyncio.create_task(agent.resync.run())
         await asyncio.sleep(0)
-        agent.request_resync()  # e.g. a watch restarted just as the agent shuts down
+        agent.resync.request()  # e.g. a watch restarted just as the agent shuts down
         task.cancel()
         await asyncio.wait({task}, timeout=2)
         return task.cancelled()

@@ -1,0 +1,112 @@
+"""Validate one profile body on this node, against its base as the catalog holds it now.
+
+Object size must not drive memory, nor one profile's cost another's wait: an oversize spec is
+refused by its size alone (nothing copied, modelled or checked), large ones take turns two at a
+time, and cheap ones compile on threads of their own (`agent.node.lanes`). The body is copied to
+plain data in the validating thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from agent.api.keys import ProfileKey
+from agent.node.catalog import ProfileCatalog, ProfileRecord, catalog_lookup, kept
+from agent.node.lanes import ValidationLanes
+from agent.profiles.base_resolution import resolve_base
+from agent.profiles.compose import ResolvedBase
+from agent.profiles.render import render
+from agent.validation.size import LARGE_SPEC_BYTES, json_size, size_findings
+from agent.validation.validate import CompileFn, validate_resource
+
+LARGE_VALIDATIONS_AT_ONCE: Final = 2
+
+
+class Validator:
+    """`validate(key, body)` -> the record to accept; raises `TransientCompileError` when the
+    compiler failed for a reason unrelated to the profile (no verdict)."""
+
+    def __init__(
+        self,
+        catalog: ProfileCatalog,
+        architectures: Sequence[str],
+        compile_profile: CompileFn | None,
+        lanes: ValidationLanes,
+    ) -> None:
+        self._catalog = catalog
+        self._architectures = architectures
+        self._compile_profile = compile_profile
+        self._lanes = lanes
+        self._large = asyncio.Semaphore(LARGE_VALIDATIONS_AT_ONCE)
+
+    async def validate(self, key: ProfileKey, body: Mapping[str, Any]) -> ProfileRecord:
+        meta = body.get("metadata", {})
+        uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
+        base = self._resolve_base(key, body)
+        spec = body.get("spec")
+        too_large = size_findings(spec)
+        if too_large:
+            return ProfileRecord(key, uid, generation, None, tuple(too_large))
+        architectures = spec.get("architectures") if isinstance(spec, Mapping) else None
+
+        def validate() -> ProfileRecord:  # in a thread: essentials() copies the spec
+            result = validate_resource(
+                essentials(body),
+                default_architectures=self._architectures,
+                compile_profile=self._compile_profile,
+                node_architectures=self._architectures,
+                resolve_base=None if base is None else lambda _name: base,
+            )
+            report = result.report
+            # With a base, report.profile is the flattened composition: the file and its hash.
+            rendered = render(report.profile) if report.valid and report.profile else None
+            # Keep only what status and Events show: a bad profile can have thousands of findings.
+            errors, warnings = kept(report.errors), kept(report.warnings)
+            return ProfileRecord(
+                key, uid, generation, rendered, errors, warnings, result.base_chain
+            )
+
+        if base is not None and base.profile is not None:
+            # What is compiled is the composition: about the base's size, not the child's.
+            spec = base.profile.model_dump(mode="json", exclude_none=True)
+            architectures = spec.get("architectures") or architectures
+        arch_count = len(architectures or self._architectures)
+        if json_size(spec, stop_after=LARGE_SPEC_BYTES) <= LARGE_SPEC_BYTES:
+            return await self._lanes.run(spec, arch_count, validate)
+        async with self._large:
+            return await self._lanes.run(spec, arch_count, validate)
+
+    def _resolve_base(self, key: ProfileKey, body: Mapping[str, Any]) -> ResolvedBase | None:
+        spec = body.get("spec")
+        name = spec.get("baseProfileName") if isinstance(spec, Mapping) else None
+        bases = self._catalog.bases
+        if not isinstance(name, str):
+            bases.set(key, None, {})
+            return None
+        # Kept to validate the child again when its base changes (children only).
+        bases.set(key, name, essentials(body))
+        lookup = catalog_lookup(self._catalog)
+        return resolve_base(key, name, bases.chain(key), lookup, self._architectures[0])
+
+
+def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an object validation reads, as plain data: not status, annotations or
+    managedFields, which can be as large as the spec and are of no use here."""
+    meta = body.get("metadata", {})
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation") if k in meta},
+        "spec": plain(body.get("spec")),
+    }
+
+
+def plain(value: Any) -> Any:
+    """kopf hands out mapping views; validation wants plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
