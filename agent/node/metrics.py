@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from agent.api.node_report import NodeState
-from agent.runtime.process_metrics import PREFIX, ProcessMetrics
+from agent.runtime.process_metrics import ProcessMetrics, Series
 
 COMMON_WRITE_FAILURES = ("EROFS", "ENOSPC", "EMFILE", "EACCES", "UnsafePath")
 # Event received to file durable: sub-millisecond when warm, up to seconds on a cold start.
@@ -22,74 +22,59 @@ class Metrics:
     _write_failure_reasons: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
-        r = self.registry
-        self.profiles = Gauge(
-            f"{PREFIX}_profiles",
-            "SeccompProfiles known to this node's agent, by state.",
-            ["state"],
-            registry=r,
+        series = Series(self.registry)
+        self.profiles = series.gauge(
+            "profiles", "SeccompProfiles known to this node's agent, by state.", ["state"]
         )
         for state in NodeState:
             self.profiles.labels(state=state.value.lower()).set(0)
-        self.sync_duration = Histogram(
-            f"{PREFIX}_sync_duration_seconds",
+        self.sync_duration = series.histogram(
+            "sync_duration_seconds",
             "Time from a SeccompProfile event reaching the agent to its file durable on disk.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
         )
-        self.files_written = Counter(
-            f"{PREFIX}_files_written_total", "Profile files written (content changed).", registry=r
+        self.files_written = series.counter(
+            "files_written_total", "Profile files written (content changed)."
         )
-        self.files_removed = Counter(
-            f"{PREFIX}_files_removed_total", "Profile files removed.", registry=r
-        )
-        self.validation_failures = Counter(
-            f"{PREFIX}_validation_failures_total",
+        self.files_removed = series.counter("files_removed_total", "Profile files removed.")
+        self.validation_failures = series.counter(
+            "validation_failures_total",
             "Profile generations rejected by validation, by the first error's reason.",
             ["reason"],
-            registry=r,
         )
-        self.drift_repairs = Counter(
-            f"{PREFIX}_drift_repairs_total",
+        self.drift_repairs = series.counter(
+            "drift_repairs_total",
             "Managed files found changed or deleted on the host and restored.",
-            registry=r,
         )
-        self.unsafe_paths = Counter(
-            f"{PREFIX}_unsafe_paths_total",
+        self.unsafe_paths = series.counter(
+            "unsafe_paths_total",
             "Writes refused because a symlink or foreign file sat in the managed tree.",
-            registry=r,
         )
-        self.resync_duration = Histogram(
-            f"{PREFIX}_resync_duration_seconds",
+        self.resync_duration = series.histogram(
+            "resync_duration_seconds",
             "Time one periodic resync took (listing, fetching what changed, comparing the disk).",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-            registry=r,
+            (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
         )
-        self.watch_restarts = Counter(
-            f"{PREFIX}_watch_restarts_total",
+        self.watch_restarts = series.counter(
+            "watch_restarts_total",
             "Watch streams that had to list again (410 Gone, API server restart).",
-            registry=r,
         )
-        self.last_full_sync = Gauge(
-            f"{PREFIX}_last_full_sync_timestamp_seconds",
+        self.last_full_sync = series.gauge(
+            "last_full_sync_timestamp_seconds",
             "Unix time of the last completed full sync (initial listing written, orphans removed).",
-            registry=r,
         )
-        self.ready = Gauge(
-            f"{PREFIX}_agent_ready",
-            "1 when this agent has synced and its watch is healthy.",
-            registry=r,
+        self.ready = series.gauge(
+            "agent_ready", "1 when this agent has synced and its watch is healthy."
         )
-        self.write_failures = Gauge(
-            f"{PREFIX}_write_failures",
+        self.write_failures = series.gauge(
+            "write_failures",
             "Profiles whose file cannot be written or removed right now, by reason "
             "(EROFS, ENOSPC, UnsafePath, ...).",
             ["reason"],
-            registry=r,
         )
         # The usual reasons exist from the start (at 0), so dashboards and alerts see a series.
         self.set_write_failures(dict.fromkeys(COMMON_WRITE_FAILURES, 0))
-        self.process = ProcessMetrics(r, "agent")
+        self.process = ProcessMetrics(self.registry, "agent")
 
     def set_profile_counts(self, counts: dict[NodeState, int]) -> None:
         for state in NodeState:
