@@ -6,16 +6,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 
 import kopf
 from kopf._core.engines.peering import Identity  # not re-exported; a NewType of str
 from kubernetes import client
-from kubernetes.config.config_exception import ConfigException
 
 from agent.api.model import API_GROUP, API_VERSION, KIND
 from agent.kube.client import api_client, api_unavailable, kopf_connection, load_configuration
 from agent.kube.events import EventRecorder
+from agent.kube.program import run_program
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.kopf_handlers import build_registry, quiet_kopf_loggers
@@ -26,8 +25,6 @@ from agent.node.settings import Settings, build_settings
 from agent.node.store import ProfileStore, StoreError
 from agent.node.taint import remove_startup_taint
 from agent.runtime.health import probe_server
-from agent.runtime.logs import configure_logging
-from agent.runtime.settings import SettingsError
 from agent.runtime.supervisor import Supervisor
 from agent.seccomp.compiler import Compiler
 from agent.seccomp.syscalls import native_architecture
@@ -36,28 +33,14 @@ log = logging.getLogger("agent")
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    try:
-        settings = build_settings(args)
-    except SettingsError as exc:
-        print(f"seccomp-agent: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_format, settings.log_level)
-    quiet_kopf_loggers()
-    try:
-        asyncio.run(serve(settings))
-    except StoreError as exc:
-        # The root is missing or unsafe: nothing sensible can run. Say so once, plainly.
-        log.error(
-            "cannot use the seccomp root", extra={"root": str(settings.root), "error": str(exc)}
-        )
-        return 1
-    except ConfigException as exc:
-        log.error("cannot load Kubernetes credentials", extra={"error": str(exc)})
-        return 1
-    return 0
+    # A root that is missing or unsafe: nothing sensible can run. Said once, plainly.
+    return run_program(
+        lambda: build_settings(args), serve, fatal={StoreError: "cannot use the seccomp root"}
+    )
 
 
 async def serve(settings: Settings) -> None:
+    quiet_kopf_loggers()
     configuration = load_configuration(settings.kubeconfig)
     api = api_client(configuration)
     store = ProfileStore(settings.root)
