@@ -89,3 +89,7 @@ class RecordedEvents:
 
     def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
         self.warnings.append((f"{namespace}/{name}", uid, reason, message))
+
+    def reasons(self, reason: str) -> list[str]:
+        """The objects (namespace/name) warned about with `reason`, in order."""
+        return [key for key, _, r, _ in self.warnings if r == reason]

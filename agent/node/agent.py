@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.api.keys import ProfileKey
+from agent.kube.events import EventSink
 from agent.node.catalog import ProfileCatalog
 from agent.node.compile_retry import CompileRetries
 from agent.node.drift import CHECK_SECONDS, DriftWatcher
@@ -23,7 +24,7 @@ from agent.node.resync import DEFAULT_RESYNC_SECONDS, PodPins, PodRefs, Resync
 from agent.node.store import ProfileStore
 from agent.node.syncer import STALL_SECONDS, Syncer
 from agent.node.validator import Validator
-from agent.node.warning_events import EventSink, WarningEvents
+from agent.node.warning_events import WarningEvents
 from agent.node.worker import Intake, ObjectVersion, ProfileWorker
 from agent.runtime.supervisor import Supervisor
 from agent.validation.validate import CompileFn

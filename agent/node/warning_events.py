@@ -7,20 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
 
 from agent.api.keys import ProfileKey
+from agent.kube.events import EventSink
 from agent.node.catalog import ProfileCatalog, ProfileRecord, WriteFailure
 from agent.node.metrics import Metrics
 from agent.profiles.compose import BASE_NOT_FOUND
 
 log = logging.getLogger(__name__)
-
-
-class EventSink(Protocol):
-    """Where the agent reports problems on an object (Kubernetes Events in production)."""
-
-    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None: ...
 
 
 class WarningEvents:

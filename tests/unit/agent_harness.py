@@ -24,6 +24,7 @@ from typing import Any
 from agent.api.keys import ProfileKey, profile_key
 from agent.api.model import OciSeccomp
 from agent.kube.client import api_unavailable
+from agent.kube.events import RecordedEvents
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.lanes import ValidationLanes
@@ -135,17 +136,6 @@ class ScriptedApi:
         }
         self.objects[key] = body
         return body
-
-
-@dataclass
-class RecordedEvents:
-    warnings: list[tuple[str, str, str, str]] = field(default_factory=list)  # key, uid, reason, msg
-
-    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
-        self.warnings.append((f"{namespace}/{name}", uid, reason, message))
-
-    def reasons(self, reason: str) -> list[str]:
-        return [key for key, _, r, _ in self.warnings if r == reason]
 
 
 def spec(errno_ret: int = 1) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.api.keys import ProfileKey, profile_key
+from agent.kube.events import RecordedEvents
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.metrics import Metrics
@@ -27,14 +28,6 @@ from agent.seccomp.cost import Lane, lane_for
 from tests.unit.hooked_compile_worker import HOOKED_WORKER_COMMAND, TEST_HOOK_KEY, worker_pids
 
 X86_64 = "SCMP_ARCH_X86_64"
-
-
-class RecordedEvents:
-    def __init__(self) -> None:
-        self.warnings: list[tuple[str, str]] = []
-
-    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
-        self.warnings.append((reason, message))
 
 
 def body(generation: int = 1) -> dict[str, Any]:
