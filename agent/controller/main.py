@@ -36,11 +36,12 @@ from agent.controller.profiles import ProfileViews
 from agent.controller.settings import ControllerSettings, build_controller_settings
 from agent.controller.state import ClusterState
 from agent.kube.client import api_client, api_unavailable, load_configuration
-from agent.kube.events import EventRecorder, EventSink
+from agent.kube.events import EventRecorder
 from agent.kube.leader import LeaderElector
 from agent.kube.list_watch import ListWatch
 from agent.kube.program import run_program
 from agent.profiles.tenancy.compliance import PolicyContext
+from agent.runtime.events import EventSink
 from agent.runtime.health import probe_server
 from agent.runtime.http_server import HttpServer
 from agent.runtime.supervisor import Supervisor

@@ -21,7 +21,6 @@ from kubernetes import client
 from agent.api.model import API_GROUP, API_VERSION
 from agent.controller.metrics import ControllerMetrics
 from agent.controller.profile_status import ProfileView
-from agent.kube.events import EventSink
 from agent.kube.pager import list_items
 from agent.profiles.tenancy.compliance import (
     PolicyContext,
@@ -30,6 +29,7 @@ from agent.profiles.tenancy.compliance import (
     was_compliant,
 )
 from agent.profiles.tenancy.policy import PLURAL, PolicyFileError, parse_policy, selects
+from agent.runtime.events import EventSink
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,11 @@
-"""Kubernetes Events on objects of one kind, readable in `kubectl describe`; and an in-memory
-fake of the same narrow interface, for tests of the code that decides to post them."""
+"""Kubernetes Events on objects of one kind, readable in `kubectl describe`: the real
+`agent.runtime.events.EventSink`."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import secrets
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from kubernetes import client
 
@@ -15,12 +13,6 @@ from agent.kube.client import REQUEST_TIMEOUT
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 1024  # the API server refuses longer event messages
-
-
-class EventSink(Protocol):
-    """Where a program reports a problem on an object (Kubernetes Events in production)."""
-
-    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None: ...
 
 
 class EventRecorder:
@@ -79,17 +71,3 @@ class EventRecorder:
                     "error": str(exc)[:200],
                 },
             )
-
-
-@dataclass
-class RecordedEvents:
-    """The fake: keeps (namespace/name, uid, reason, message) of every warning, posts nothing."""
-
-    warnings: list[tuple[str, str, str, str]] = field(default_factory=list)
-
-    def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
-        self.warnings.append((f"{namespace}/{name}", uid, reason, message))
-
-    def reasons(self, reason: str) -> list[str]:
-        """The objects (namespace/name) warned about with `reason`, in order."""
-        return [key for key, _, r, _ in self.warnings if r == reason]

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.api.keys import ProfileKey
-from agent.kube.events import EventSink
 from agent.node.catalog import ProfileCatalog
 from agent.node.compile_retry import CompileRetries
 from agent.node.drift import CHECK_SECONDS, DriftWatcher
@@ -26,6 +25,7 @@ from agent.node.syncer import STALL_SECONDS, Syncer
 from agent.node.validator import Validator
 from agent.node.warning_events import WarningEvents
 from agent.node.worker import Intake, ObjectVersion, ProfileWorker
+from agent.runtime.events import EventSink
 from agent.runtime.supervisor import Supervisor
 from agent.validation.validate import CompileFn
 

@@ -9,10 +9,10 @@ import asyncio
 import logging
 
 from agent.api.keys import ProfileKey
-from agent.kube.events import EventSink
 from agent.node.catalog import ProfileCatalog, ProfileRecord, WriteFailure
 from agent.node.metrics import Metrics
 from agent.profiles.compose import BASE_NOT_FOUND
+from agent.runtime.events import EventSink
 
 log = logging.getLogger(__name__)
 

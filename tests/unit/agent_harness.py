@@ -24,7 +24,6 @@ from typing import Any
 from agent.api.keys import ProfileKey, profile_key
 from agent.api.model import OciSeccomp
 from agent.kube.client import api_unavailable
-from agent.kube.events import RecordedEvents
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.lanes import ValidationLanes
@@ -35,6 +34,7 @@ from agent.node.store import ProfileStore
 from agent.node.syncer import STALL_SECONDS
 from agent.node.worker import ObjectVersion
 from agent.profiles.render import render
+from agent.runtime.events import RecordedEvents
 from agent.runtime.supervisor import Supervisor
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT

@@ -21,8 +21,8 @@ from agent.controller.pod_gates import RecordedPodGates
 from agent.controller.profile_status import ProfileView
 from agent.controller.profile_statuses import RecordedProfileStatuses
 from agent.controller.settings import add_controller_arguments, build_controller_settings
-from agent.kube.events import RecordedEvents
 from agent.profiles.tenancy.compliance import PolicyContext
+from agent.runtime.events import RecordedEvents
 
 WEB = ProfileKey("default", "web")
 SHA = "a" * 64

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.api.keys import ProfileKey, profile_key
-from agent.kube.events import RecordedEvents
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.metrics import Metrics
 from agent.node.report_writer import RecordingStatusWriter
 from agent.node.store import ProfileStore
+from agent.runtime.events import RecordedEvents
 from agent.seccomp.compiler import ArchCompileResult, Compiler
 from agent.seccomp.cost import Lane, lane_for
 from tests.unit.hooked_compile_worker import HOOKED_WORKER_COMMAND, TEST_HOOK_KEY, worker_pids
