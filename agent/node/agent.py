@@ -31,6 +31,8 @@ from agent.validation.validate import CompileFn
 
 
 class NodeAgent:
+    """This node's agent: its parts, and the two entry points for watch events."""
+
     def __init__(
         self,
         *,

@@ -136,7 +136,7 @@ class ProfileCatalog:
         # Unsorted, unlike statuses(): this runs after every burst of changes.
         counts: Counter[NodeState] = Counter()
         for key in self.known_keys():
-            status = node_status(self.records.get(key), self.installed.get(key))
+            status = self.status_of(key)
             if status is not None:
                 counts[status.state] += 1
         return counts

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,11 +85,6 @@ class Syncer:
         self._received_at: dict[ProfileKey, float] = {}
         self._retry_delay: dict[ProfileKey, float] = {}
         self._in_flight_since: dict[int, float] = {}
-
-    @property
-    def errors(self) -> Mapping[ProfileKey, WriteFailure]:
-        """Profiles whose last attempt failed, with why (kept in the catalog)."""
-        return self._catalog.failures
 
     def enqueue(self, key: ProfileKey, received_at: float | None = None) -> None:
         """Ask for `key` to be reconciled; `received_at` starts the latency clock."""

@@ -107,7 +107,7 @@ def test_a_batch_that_cannot_create_the_directory_is_retried(harness: Harness) -
         for body in list(h.api.objects.values()):
             await h.deliver(None, body)
         await h.until(lambda: h.agent.catalog.complete, "the initial sync")
-        await h.until(lambda: len(h.agent.syncer.errors) == 12, "twelve failing writes")
+        await h.until(lambda: len(h.agent.catalog.failures) == 12, "twelve failing writes")
         assert not h.agent.readiness.ready
         h.os.read_only = False
         await h.until(h.converged, "all twelve written once the root is writable", timeout=20)
@@ -130,7 +130,7 @@ def test_readiness_and_the_ready_callback_wait_for_the_disk(harness: Harness) ->
         for body in list(h.api.objects.values()):
             await h.deliver(None, body)
         await h.until(lambda: h.agent.catalog.complete, "the initial sync")
-        await h.until(lambda: len(h.agent.syncer.errors) == 5, "five failing writes")
+        await h.until(lambda: len(h.agent.catalog.failures) == 5, "five failing writes")
         await asyncio.sleep(0.5)
         reason = h.agent.readiness.not_ready_reason()
         assert reason is not None
@@ -208,7 +208,7 @@ def test_write_failures_make_one_event_per_profile_and_reason(harness: Harness) 
         h.os.full = True
         await h.apply("default", "one", spec())
         await h.apply("default", "two", spec())
-        await h.until(lambda: len(h.agent.syncer.errors) == 2, "two failing writes")
+        await h.until(lambda: len(h.agent.catalog.failures) == 2, "two failing writes")
         await asyncio.sleep(1.5)  # several retries with backoff
         assert sorted(h.events.reasons("WriteFailed")) == ["default/one", "default/two"]
         assert all(".tmp-" not in message for *_, message in h.events.warnings)
@@ -334,8 +334,8 @@ def test_an_unexpected_error_in_the_store_is_retried_not_fatal(harness: Harness)
         task = await started(h)
         h.os.crash_on_read = RuntimeError("a bug in the store")
         await h.apply("default", "one", spec())
-        await h.until(lambda: ProfileKey("default", "one") in h.agent.syncer.errors, "a failure")
-        assert h.agent.syncer.errors[ProfileKey("default", "one")].reason == "Internal"
+        await h.until(lambda: ProfileKey("default", "one") in h.agent.catalog.failures, "a failure")
+        assert h.agent.catalog.failures[ProfileKey("default", "one")].reason == "Internal"
         h.os.crash_on_read = None
         await h.until(h.converged, "the retry")
         task.cancel()
