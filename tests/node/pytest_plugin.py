@@ -36,6 +36,18 @@ STATE_DIR_ENV = "SECCOMP_SYNC_NODE_DIR"
 _OUTPUT_TAIL_LINES = 60
 
 
+# The fixtures that start a node. Every test that uses one runs on the same xdist worker
+# (tests/parallel.py), so a run starts one session node (a containerd, a kubelet and the agent
+# image imported: about 30 s), not one per worker.
+NODE_FIXTURES = ("node", "start_node")
+
+
+def needs_node(item: pytest.Item) -> bool:
+    """Whether the test runs on a real node (uses a node fixture or is marked ``node``)."""
+    names = getattr(item, "fixturenames", ())
+    return item.get_closest_marker("node") is not None or any(n in names for n in NODE_FIXTURES)
+
+
 class NodeError(RuntimeError):
     """tests/node/up or down failed."""
 
