@@ -2,7 +2,8 @@
 
 Registered next to the cluster plugin (tests/conftest.py). Fixtures:
 
-- ``node`` (session): one node for every test of the session that wants a real kubelet;
+- ``node`` (session): one node for every test of the session that wants a real kubelet (under
+  pytest-xdist those tests all run on one worker: one node per run);
 - ``start_node`` (session): a function that starts another node (``--taint`` and extra images
   allowed) and tears it down at the end of the session, or earlier with ``Node.down()``;
 - ``agent_image`` (session): the agent image built from the Dockerfile by scripts/build-image
