@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.cluster.pytest_plugin", "tests.node.pytest_plugin"]
+pytest_plugins = ["tests.cluster.pytest_plugin", "tests.node.pytest_plugin", "tests.parallel"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -47,6 +47,13 @@ TYPO = {
 def remove_agent(cluster: Cluster) -> None:
     """deploy/ but its CRDs: the agents', the controller's namespace and the cluster objects."""
     cluster.kubectl("delete", *agent_deploy.CLUSTER_OBJECTS, "--ignore-not-found")
+    # The workloads first, until their pods are gone (the kubelet stops them gracefully): the
+    # namespace controller, finding pods that terminate, would look again only after their
+    # grace period (30 s), however soon they are gone.
+    cluster.kubectl(
+        "delete", "daemonset,deployment", "--all", "-n", agent_deploy.NAMESPACE,
+        "--ignore-not-found", "--cascade=foreground", "--wait=true", timeout=180,
+    )  # fmt: skip
     cluster.kubectl(
         "delete", "namespace", agent_deploy.NAMESPACE, "--ignore-not-found", "--wait=true",
         timeout=180,

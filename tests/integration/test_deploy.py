@@ -46,6 +46,12 @@ TYPO = {
 def remove_installation(cluster: Cluster) -> None:
     """Everything the base creates except the CRDs, which other tests share (the admission
     policies too: left behind, they would gate the pods of later tests)."""
+    # The pods bound to fake Nodes (pod_on): no kubelet confirms their graceful deletion, so the
+    # namespace would wait about 45 s for the pod garbage collector once their Node is gone.
+    cluster.kubectl(
+        "delete", "pods", "--all", "-n", NAMESPACE, "--force", "--grace-period=0",
+        "--ignore-not-found", timeout=60,
+    )  # fmt: skip
     cluster.kubectl(
         "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=120
     )

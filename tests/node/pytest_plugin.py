@@ -2,7 +2,8 @@
 
 Registered next to the cluster plugin (tests/conftest.py). Fixtures:
 
-- ``node`` (session): one node for every test of the session that wants a real kubelet;
+- ``node`` (session): one node for every test of the session that wants a real kubelet (under
+  pytest-xdist those tests all run on one worker: one node per run);
 - ``start_node`` (session): a function that starts another node (``--taint`` and extra images
   allowed) and tears it down at the end of the session, or earlier with ``Node.down()``;
 - ``agent_image`` (session): the agent image built from the Dockerfile by scripts/build-image
@@ -34,6 +35,18 @@ SCRIPTS_DIR = Path(__file__).resolve().parent
 BUILD_IMAGE = SCRIPTS_DIR.parents[1] / "scripts" / "build-image"
 STATE_DIR_ENV = "SECCOMP_SYNC_NODE_DIR"
 _OUTPUT_TAIL_LINES = 60
+
+
+# The fixtures that start a node. Every test that uses one runs on the same xdist worker
+# (tests/parallel.py), so a run starts one session node (a containerd, a kubelet and the agent
+# image imported: about 30 s), not one per worker.
+NODE_FIXTURES = ("node", "start_node")
+
+
+def needs_node(item: pytest.Item) -> bool:
+    """Whether the test runs on a real node (uses a node fixture or is marked ``node``)."""
+    names = getattr(item, "fixturenames", ())
+    return item.get_closest_marker("node") is not None or any(n in names for n in NODE_FIXTURES)
 
 
 class NodeError(RuntimeError):
