@@ -294,14 +294,8 @@ class ProfileStore:
         """The profile's bytes, or None if it does not exist."""
         path = self.profile_path(namespace, name)
         with contextlib.ExitStack() as stack:
-            managed_fd = self._open_managed_dir(stack)
-            if managed_fd is None:
-                return None
-            ns_fd = _open_dir(self._fs, managed_fd, namespace, path.parent)
-            if ns_fd is None:
-                return None
-            stack.callback(self._fs.close, ns_fd)
-            return _read_regular(self._fs, ns_fd, path)
+            fds = self._open_namespace_dir(stack, path)
+            return None if fds is None else _read_regular(self._fs, fds[1], path)
 
     def remove(self, namespace: str, name: str) -> bool:
         """Delete the profile, then its namespace directory if now empty; False if absent.
@@ -312,13 +306,10 @@ class ProfileStore:
         """
         path = self.profile_path(namespace, name)
         with contextlib.ExitStack() as stack:
-            managed_fd = self._open_managed_dir(stack, lock=fcntl.LOCK_EX)
-            if managed_fd is None:
+            fds = self._open_namespace_dir(stack, path, lock=fcntl.LOCK_EX)
+            if fds is None:
                 return False
-            ns_fd = _open_dir(self._fs, managed_fd, namespace, path.parent)
-            if ns_fd is None:
-                return False
-            stack.callback(self._fs.close, ns_fd)
+            managed_fd, ns_fd = fds
             if not _unlink_profile(self._fs, ns_fd, path):
                 return False
             _fsync_dir(self._fs, ns_fd, path.parent)
@@ -397,6 +388,20 @@ class ProfileStore:
             if lock is not None:
                 _lock(fd, lock, self.managed_dir)
         return fd
+
+    def _open_namespace_dir(
+        self, stack: contextlib.ExitStack, profile: Path, *, lock: int | None = None
+    ) -> tuple[int, int] | None:
+        """The fds of the managed directory (locked as asked) and of `profile`'s namespace
+        directory, both closed by `stack`; None if either does not exist."""
+        managed_fd = self._open_managed_dir(stack, lock=lock)
+        if managed_fd is None:
+            return None
+        ns_fd = _open_dir(self._fs, managed_fd, profile.parent.name, profile.parent)
+        if ns_fd is None:
+            return None
+        stack.callback(self._fs.close, ns_fd)
+        return managed_fd, ns_fd
 
     def _ensure_managed_dir(self, stack: contextlib.ExitStack, *, lock: int) -> int:
         """The managed directory's fd (closed by `stack`), creating the directory if missing."""
