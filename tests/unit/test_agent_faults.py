@@ -373,6 +373,8 @@ def test_a_hung_filesystem_fails_liveness(tmp_path: Path) -> None:
         h.os.hang.set()
         h.os.hang = None
         await h.until(h.converged, "written once the filesystem answers")
+        # The file is there once renamed; the batch that hung ends after its directory fsync.
+        await h.agent.syncer.wait_idle()
         assert h.supervisor.problems() == {}
         task.cancel()
 
