@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # As many keys in flight as kopf ran handlers at once before: each holds at most one body.
 WORKERS: Final = 128
+# A read the API did not answer is tried again after this long (the resync retries too).
+READ_RETRY_SECONDS: Final = 2.0
 
 
 class ObjectVersion(NamedTuple):
@@ -151,7 +153,15 @@ class ProfileWorker:
             body = entry.body
         elif entry is Fetch.FROM_API:
             # Never older than an event received before it; an event received during it wins.
-            body = await asyncio.to_thread(self.get_profile, key)
+            try:
+                body = await asyncio.to_thread(self.get_profile, key)
+            except Exception as exc:  # the API is down or refused: I/O, not a bug; read again
+                log.warning(
+                    "could not read a profile from the API; retrying",
+                    extra={"profile": str(key), "error": str(exc)[:200]},
+                )
+                asyncio.get_running_loop().call_later(READ_RETRY_SECONDS, self.intake.fetch, key)
+                return
             if self.intake.newer(key):
                 return
             if body is None:
