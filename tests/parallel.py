@@ -10,8 +10,10 @@ worker run one after another as in a serial run. What must run on one worker is 
 - a module's node id: the tests that share a module-scoped fixture (deploy/ installed, a
   Prometheus, a runc bundle), so that it is set up once, as in a serial run.
 
-Every other test is scheduled on its own. Groups and tests are handed out in collection order
-(tests/e2e, the longest group, first; the short unit tests last, to fill the gaps at the end).
+Every other test is scheduled on its own. The tests that need no control plane (the unit tests,
+mostly) are handed out first, while no control plane, agent or kubelet competes for the 2 cores:
+several of them time a compile worker or an event loop against a deadline. Then the others, in
+collection order: tests/e2e, the longest group, first.
 
 Why our own scheduler for ``--dist loadgroup``: xdist's passes the group to the controller by
 appending ``@group`` to the test's node id, which pytest >= 9.2 no longer lets a plugin change
@@ -53,6 +55,13 @@ def group_of(item: pytest.Item) -> str | None:
 
 
 # --- on a worker ---------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the tests that need no control plane first (a stable sort: the same order on
+    every worker, as xdist requires)."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: "cluster" in getattr(item, "fixturenames", ()))
 
 
 # tryfirst: the file must be complete before xdist's own hook reports the collection.
@@ -102,8 +111,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Any:
                 self.groups = read_groups(config.stash[_groups_dir_key], workers)
             return self.groups.get(nodeid, nodeid)
 
-    # Collection order, not xdist's default of the most tests first: that would start the
-    # modules of many short tests before tests/e2e, the longest group.
+    # Collection order (as sorted above), not xdist's default of the most tests first: that
+    # would start the modules of many short tests before tests/e2e, the longest group.
     config.option.loadscopereorder = False
     return GroupScheduling(config, log)
 
