@@ -9,7 +9,6 @@ container configuration, so the result is the filter runc really loads.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -31,9 +30,8 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 
 
 def shared_profiles_dir() -> Path:
-    """Where the shared real-world profiles live (same rule as tests/conftest.py)."""
-    shared = Path(os.environ.get("SECCOMP_SYNC_SHARED_DIR", REPO_ROOT.parent / "shared"))
-    return shared / "profiles"
+    """Where the real-world profiles live (tests/data/profiles, as for the tests)."""
+    return REPO_ROOT / "tests" / "data" / "profiles"
 
 
 def load_moby_default() -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,11 @@ pytest_plugins = ["tests.cluster.pytest_plugin", "tests.node.pytest_plugin", "te
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+PROFILES_DIR = REPO_ROOT / "tests" / "data" / "profiles"
+
+
 @pytest.fixture(scope="session")
 def shared_profiles_dir() -> Path:
-    """Real-world profiles from ../shared/profiles (as people paste them; never edited)."""
-    shared = Path(os.environ.get("SECCOMP_SYNC_SHARED_DIR", REPO_ROOT.parent / "shared"))
-    profiles = shared / "profiles"
-    if not profiles.is_dir():
-        pytest.fail(f"shared test profiles not found at {profiles}; set SECCOMP_SYNC_SHARED_DIR")
-    return profiles
+    """Real-world profiles as people paste them, never edited (tests/data/profiles, sources in
+    its README)."""
+    return PROFILES_DIR

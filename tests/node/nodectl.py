@@ -8,7 +8,7 @@
 (``tests/node/up`` and ``tests/node/down`` call these.) Only the standard library: the scripts
 run with the system's python3, before any virtualenv exists.
 
-Why it is built this way (measured facts in ../shared/NODE-FACTS.md):
+Why it is built this way (facts measured on a real node here):
 
 - **A mount namespace per node.** containerd and the kubelet run in their own mount namespace in
   which ``NODE_DIR/kubelet`` is bind-mounted at ``/var/lib/kubelet``, and ``/run/containerd``,

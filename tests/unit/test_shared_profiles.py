@@ -1,4 +1,4 @@
-"""What each real-world profile in ../shared/profiles yields, and why."""
+"""What each real-world profile in tests/data/profiles yields, and why."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import importlib
 import json
-import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -68,9 +67,8 @@ KNOWN_OLD_LIBSECCOMP_ONLY = {"SCMP_ARCH_PARISC64": {"_llseek"}}
 
 
 def _shared_csv() -> Path:
-    repo = Path(__file__).resolve().parents[2]
-    shared = Path(os.environ.get("SECCOMP_SYNC_SHARED_DIR", repo.parent / "shared"))
-    return shared / "data" / "libseccomp-syscalls.csv"
+    """libseccomp's own table, copied into tests/data (source in its README)."""
+    return Path(__file__).resolve().parents[1] / "data" / "libseccomp" / "syscalls.csv"
 
 
 def _libseccomp_names_by_number(arch: str) -> set[str]:

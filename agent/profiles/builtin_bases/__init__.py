@@ -2,7 +2,7 @@
 
 A SeccompProfile names one with `spec.baseProfileName: runtime/<name>@<upstream version>`. The
 files in `data/` are the upstream files, byte for byte (tests/unit/test_builtin_bases.py checks
-them against ../shared/profiles and records their sha256 here). They are flattened when used:
+them against tests/data/profiles and records their sha256 here). They are flattened when used:
 for the node's architecture (archMap and `includes`/`excludes` by architecture), for an
 unprivileged container (the runtime's default capabilities, nothing added: see
 `agent.profiles.convert.docker.DEFAULT_CONTAINER_CAPABILITIES`), and with every `minKernel`
