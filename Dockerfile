@@ -12,8 +12,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # A virtualenv at the path it keeps in the final stage (its scripts name their interpreter).
 RUN python -m venv /opt/seccomp-sync
 WORKDIR /src
-# pyproject.toml names README.md as the package's long description.
-COPY pyproject.toml README.md ./
+# pyproject.toml names README.md (the long description) and LICENSE (the licence file).
+COPY pyproject.toml README.md LICENSE ./
 COPY agent ./agent
 # The byte code is compiled again with hashes instead of source timestamps: a builder may round
 # file times when it copies the virtualenv into the final stage or writes the layer (buildah does),
