@@ -7,58 +7,12 @@ is now copied under tests/data/. This test keeps it that way.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.unit.repo_files import REPO, repository_files
 
 # Spelled in pieces so that this file does not name what it forbids.
 FORBIDDEN = (b".." + b"/shared", b"/work" + b"/shared")
-
-# Without git (an unpacked archive), walk the tree but skip what git would not hold.
-SKIPPED_DIRS = {
-    ".git",
-    ".venv",
-    ".demo",
-    "__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    "build",
-    "dist",
-}
-
-
-def repository_files() -> list[Path]:
-    """Every file git tracks, plus new files it does not ignore (so an uncommitted one counts)."""
-    git = shutil.which("git")
-    if git is not None:
-        top = subprocess.run(
-            [git, "rev-parse", "--show-toplevel"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if top.returncode == 0 and Path(top.stdout.strip()).resolve() == REPO:
-            listed = subprocess.run(
-                [git, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                cwd=REPO,
-                capture_output=True,
-                timeout=30,
-                check=True,
-            )
-            names = [n for n in listed.stdout.decode().split("\0") if n]
-            # A tracked file deleted in the work tree is listed but cannot name anything.
-            return [REPO / n for n in names if (REPO / n).is_file()]
-    found: list[Path] = []
-    for root, dirs, files in os.walk(REPO):
-        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.endswith(".egg-info")]
-        found.extend(Path(root) / f for f in files)
-    return found
 
 
 def test_the_file_listing_sees_the_whole_repository() -> None:
