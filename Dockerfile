@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # The seccomp-sync agent image: `docker build -t ghcr.io/seccomp-sync/agent:0.1.0 .`
 #
-# It installs exactly what the README's local install does (`pip install .` of this project, and
-# Debian's libseccomp2), so the test suite, which runs that install, tests what ships here.
+# It installs exactly what `make install` does (`pip install` of this project, and Debian's
+# libseccomp2), so the test suite, which runs that install, tests what ships here.
 # Every dependency comes as a wheel: the build stage needs no compiler either.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
