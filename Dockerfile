@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # The seccomp-sync agent image: `docker build -t ghcr.io/seccomp-sync/agent:0.1.0 .`
 #
-# It installs exactly what the README's local install does (`pip install .` of this project, and
-# Debian's libseccomp2), so the test suite, which runs that install, tests what ships here.
+# It installs exactly what `make install` does (`pip install` of this project, and Debian's
+# libseccomp2), so the test suite, which runs that install, tests what ships here.
 # Every dependency comes as a wheel: the build stage needs no compiler either.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -12,8 +12,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # A virtualenv at the path it keeps in the final stage (its scripts name their interpreter).
 RUN python -m venv /opt/seccomp-sync
 WORKDIR /src
-# pyproject.toml names README.md as the package's long description.
-COPY pyproject.toml README.md ./
+# pyproject.toml names README.md (the long description) and LICENSE (the licence file).
+COPY pyproject.toml README.md LICENSE ./
 COPY agent ./agent
 # The byte code is compiled again with hashes instead of source timestamps: a builder may round
 # file times when it copies the virtualenv into the final stage or writes the layer (buildah does),

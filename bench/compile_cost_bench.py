@@ -2,11 +2,12 @@
 
 Run from the repository root: `python -m bench.compile_cost_bench [--timeout S] [--json]`.
 One row per profile shape (rules, arguments per rule, names per rule, the same syscall repeated
-with different arguments, comparison operators, architectures), plus the real-world profiles the
-README names. Each shape is compiled through `agent.seccomp.compiler.Compiler` (the worker
-round trip included; the best of a few runs, since other work shares the machine) and estimated
-by `agent.seccomp.cost.estimate`. The constants in cost.py are an upper envelope of these rows;
-rerun this after a libseccomp upgrade and raise them where `measured` beats `estimate`.
+with different arguments, comparison operators, architectures), plus the real-world profiles of
+tests/data/profiles/ (docs/performance.md shows a selection of the rows). Each shape is
+compiled through `agent.seccomp.compiler.Compiler` (the worker round trip included; the best of
+a few runs, since other work shares the machine) and estimated by `agent.seccomp.cost.estimate`.
+The constants in cost.py are an upper envelope of these rows; rerun this after a libseccomp
+upgrade and raise them where `measured` beats `estimate`.
 """
 
 from __future__ import annotations

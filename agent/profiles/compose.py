@@ -1,6 +1,6 @@
 """Compose a profile with its base into the one flattened OCI profile a node receives.
 
-The rules, in the order a reader checks them (README, "Base profiles"):
+The rules, in the order a reader checks them (docs/api.md, "Base profiles"):
 
 1. `defaultAction`: the child's if it sets one, else the base's. `defaultErrnoRet` travels with
    the action: a child that sets `defaultAction` also decides `defaultErrnoRet` (unset means

@@ -1,7 +1,8 @@
 """Cross-field rules: what a runtime rejects, or silently reads differently from what was written.
 
-Pure functions of a parsed profile. Each mirrors a fact in RUNTIME-FACTS.md; the CRD repeats the
-ones a CEL rule can express, and these catch objects that never went through the API server.
+Pure functions of a parsed profile. Each mirrors how runtimes read a profile (docs/api.md, "What
+validation catches"); the CRD repeats the ones a CEL rule can express, and these catch objects
+that never went through the API server.
 """
 
 from __future__ import annotations

@@ -143,9 +143,9 @@ def test_base_applies_every_crd_file(installed: list[dict[str, Any]]) -> None:
 def test_the_default_tenant_policy_applies_after_the_base(
     installed: list[dict[str, Any]], cluster: Cluster
 ) -> None:
-    """`kubectl apply -k deploy/policies` once the base's CRDs are established (the README's
-    order); the API server then refuses a profile that would turn seccomp off in a restricted
-    namespace, and accepts it elsewhere."""
+    """`kubectl apply -k deploy/policies` once the base's CRDs are established (the order
+    docs/tenancy.md gives); the API server then refuses a profile that would turn seccomp off in
+    a restricted namespace, and accepts it elsewhere."""
     cluster.kubectl("apply", "--validate=strict", "-k", str(DEPLOY / "policies"))
     restricted = f"restricted-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", restricted)

@@ -248,7 +248,7 @@ def test_policy_gates_only_pods_that_name_a_seccomp_sync_profile(
         assert (GATE in gates_of(created)) is expected, name
     stored = {p["metadata"]["name"]: gates_of(p) for p in pods(gating_policy, namespace)}
     assert stored["init"] == ["example.com/other", GATE]  # other gates are kept
-    # The README's escape hatch: one JSON patch lets a pod go by hand.
+    # The escape hatch (docs/operating.md): one JSON patch lets a pod go by hand.
     gating_policy.kubectl(
         "patch", "pod", "container", "-n", namespace, "--type=json",
         "-p", '[{"op": "remove", "path": "/spec/schedulingGates"}]',

@@ -44,7 +44,7 @@ def test_builtin_names_are_versioned_valid_and_documented(name: str) -> None:
 
     assert re.match(BASE_PROFILE_NAME_PATTERN, name)
     assert "@" in name
-    assert name in (REPO / "README.md").read_text()
+    assert name in (REPO / "docs" / "api.md").read_text()
     assert name in (REPO / "crds" / "seccompprofile.yaml").read_text()
 
 
