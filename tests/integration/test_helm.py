@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from tests.cluster.pytest_plugin import Cluster
-from tests.helm.pytest_plugin import CHART, RELEASE_NAMESPACE, Helm, HelmError
+from tests.helm import release
+from tests.helm.pytest_plugin import CHART, Helm, HelmError
+from tests.helm.release import CRDS, adopt_crds
 from tests.integration.conftest import profile_object
 from tests.integration.crds import install_crds
 from tests.integration.profiles import DENY_MKDIR
@@ -25,28 +27,11 @@ from tests.integration.test_deploy import remove_installation
 
 pytestmark = pytest.mark.cluster
 
-RELEASE = "seccomp-sync"
 PROFILE_CRD = "seccompprofiles.seccompsync.io"
-CRDS = (PROFILE_CRD, "seccompnodestatuses.seccompsync.io", "seccomptenantpolicies.seccompsync.io")
 PROBE_FIELD = "helmUpgradeProbe"
 # The first property of SeccompProfile's spec in the generated template: the new chart adds an
 # optional field before it.
 SPEC_PROPERTIES = "              properties:\n                baseProfileName:\n"
-
-
-def adopt_crds(cluster: Cluster) -> None:
-    """Hand CRDs that `kubectl apply` created (other tests of this session, or a cluster moving
-    from deploy/ to the chart) to the release: Helm adopts an existing object that carries its
-    ownership label and annotations, and refuses any other (docs/helm.md, "From kubectl apply")."""
-    for name in CRDS:
-        if cluster.kubectl("get", "crd", name, check=False).returncode != 0:
-            continue
-        cluster.kubectl("label", "--overwrite", "crd", name, "app.kubernetes.io/managed-by=Helm")
-        cluster.kubectl(
-            "annotate", "--overwrite", "crd", name,
-            f"meta.helm.sh/release-name={RELEASE}",
-            f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}",
-        )  # fmt: skip
 
 
 def chart_with_new_crd_field(tmp_path: Path) -> Path:
@@ -99,15 +84,6 @@ def stored_probe(cluster: Cluster, namespace: str, name: str) -> object:
     return got["spec"].get(PROBE_FIELD)
 
 
-def release_status(helm: Helm, cluster: Cluster) -> tuple[int, str]:
-    out = helm.run(
-        "status", RELEASE, "--namespace", RELEASE_NAMESPACE, "-o", "json",
-        kubeconfig=cluster.kubeconfig,
-    ).stdout  # fmt: skip
-    release = json.loads(out)
-    return int(release["version"]), str(release["info"]["status"])
-
-
 @pytest.fixture
 def clean(cluster: Cluster, helm: Helm) -> Iterator[str]:
     """No seccomp-sync installation before, not even its CRDs, and none after but the CRDs
@@ -120,35 +96,18 @@ def clean(cluster: Cluster, helm: Helm) -> Iterator[str]:
     try:
         yield namespace
     finally:
-        helm.run(
-            "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", "--timeout", "120s",
-            kubeconfig=cluster.kubeconfig, check=False, timeout=180,
-        )  # fmt: skip
+        release.uninstall(helm, cluster, check=False)
         remove_installation(cluster)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         install_crds(cluster)
-
-
-def helm_install(helm: Helm, cluster: Cluster, *extra: str) -> None:
-    helm.run(
-        "install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, "--timeout", "120s",
-        *extra, kubeconfig=cluster.kubeconfig, timeout=180,
-    )  # fmt: skip
-
-
-def helm_upgrade(helm: Helm, cluster: Cluster, chart: Path, *extra: str) -> None:
-    helm.run(
-        "upgrade", RELEASE, str(chart), "--namespace", RELEASE_NAMESPACE, "--timeout", "120s",
-        *extra, kubeconfig=cluster.kubeconfig, timeout=180,
-    )  # fmt: skip
 
 
 def test_install_upgrade_rollback_uninstall_on_the_api_server(
     cluster: Cluster, helm: Helm, clean: str, tmp_path: Path
 ) -> None:
     namespace = clean
-    helm_install(helm, cluster)
-    assert release_status(helm, cluster) == (1, "deployed")
+    release.install(helm, cluster)
+    assert release.status(helm, cluster) == (1, "deployed")
     for name in CRDS:
         crd = json.loads(cluster.kubectl("get", "crd", name, "-o", "json").stdout)
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -163,22 +122,16 @@ def test_install_upgrade_rollback_uninstall_on_the_api_server(
     assert PROBE_FIELD not in spec_properties(cluster)
     assert stored_probe(cluster, namespace, "before") is None
 
-    helm_upgrade(helm, cluster, chart_with_new_crd_field(tmp_path))
-    assert release_status(helm, cluster) == (2, "deployed")
+    release.upgrade(helm, cluster, chart=chart_with_new_crd_field(tmp_path))
+    assert release.status(helm, cluster) == (2, "deployed")
     assert spec_properties(cluster)[PROBE_FIELD]["maxLength"] == 64
     assert stored_probe(cluster, namespace, "after-upgrade") == "kept"
 
-    helm.run(
-        "rollback", RELEASE, "1", "--namespace", RELEASE_NAMESPACE, "--timeout", "120s",
-        kubeconfig=cluster.kubeconfig, timeout=180,
-    )  # fmt: skip
-    assert release_status(helm, cluster) == (3, "deployed")
+    release.helm(helm, cluster, "rollback", "1")
+    assert release.status(helm, cluster) == (3, "deployed")
     assert PROBE_FIELD not in spec_properties(cluster)
 
-    out = helm.run(
-        "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", "--timeout", "120s",
-        kubeconfig=cluster.kubeconfig, timeout=180,
-    ).stdout  # fmt: skip
+    out = release.uninstall(helm, cluster)
     assert "kept due to the resource policy" in out
     for name in CRDS:
         cluster.kubectl("get", "crd", name)
@@ -186,14 +139,7 @@ def test_install_upgrade_rollback_uninstall_on_the_api_server(
         cluster.kubectl("get", "seccompprofiles", "-n", namespace, "-o", "json").stdout
     )
     assert [p["metadata"]["name"] for p in profiles["items"]] == ["after-upgrade"]
-    for obj in (
-        "namespace/seccomp-sync",
-        "clusterrole/seccomp-sync-agent",
-        "mutatingadmissionpolicy/seccomp-sync-profiles-ready",
-        "validatingadmissionpolicy/seccomp-sync-agent-own-node",
-    ):
-        got = cluster.kubectl("get", obj, "--ignore-not-found", "-o", "name").stdout
-        assert got.strip() == "" or "namespace" in obj, f"{obj} left behind by helm uninstall"
+    assert release.leftovers(cluster) == []
     # The namespace goes once its objects are gone (helm uninstall --wait waited for them).
     gone = cluster.kubectl(
         "wait", "--for=delete", "namespace/seccomp-sync", "--timeout=120s", check=False,
@@ -211,12 +157,12 @@ def test_moving_from_kubectl_apply_to_the_chart(
     to Helm for good: later upgrades need nothing more."""
     install_crds(cluster)
     adopt_crds(cluster)
-    helm_install(helm, cluster)
+    release.install(helm, cluster)
     new_chart = chart_with_new_crd_field(tmp_path)
     with pytest.raises(HelmError) as refused:
-        helm_upgrade(helm, cluster, new_chart)
+        release.upgrade(helm, cluster, chart=new_chart)
     assert 'conflict with "kubectl": .spec.versions' in refused.value.stderr
-    helm_upgrade(helm, cluster, new_chart, "--force-conflicts")
+    release.upgrade(helm, cluster, "--force-conflicts", chart=new_chart)
     assert spec_properties(cluster)[PROBE_FIELD]["type"] == "string"
-    helm_upgrade(helm, cluster, CHART)
+    release.upgrade(helm, cluster)
     assert PROBE_FIELD not in spec_properties(cluster)
