@@ -18,12 +18,12 @@ import pytest
 
 from tests.cluster.pytest_plugin import Cluster
 from tests.helm import release
-from tests.helm.pytest_plugin import CHART, Helm, HelmError
-from tests.helm.release import CRDS, adopt_crds
+from tests.helm.pytest_plugin import CHART, RELEASE_NAMESPACE, Helm, HelmError
+from tests.helm.release import CRDS
 from tests.integration.conftest import profile_object
 from tests.integration.crds import install_crds
 from tests.integration.profiles import DENY_MKDIR
-from tests.integration.test_deploy import remove_installation
+from tests.integration.test_deploy import DEPLOY, remove_installation
 
 pytestmark = pytest.mark.cluster
 
@@ -151,17 +151,30 @@ def test_install_upgrade_rollback_uninstall_on_the_api_server(
 def test_moving_from_kubectl_apply_to_the_chart(
     cluster: Cluster, helm: Helm, clean: str, tmp_path: Path
 ) -> None:
-    """CRDs `kubectl apply --server-side` created, adopted by the release: kubectl still owns
-    their fields beside Helm, so the first upgrade that changes a schema conflicts ("conflict
-    with kubectl: .spec.versions") until it is run with --force-conflicts, which hands the fields
-    to Helm for good: later upgrades need nothing more."""
-    install_crds(cluster)
-    adopt_crds(cluster)
-    release.install(helm, cluster)
+    """docs/helm.md, "Moving from kubectl apply -k deploy/", command for command: every object
+    deploy/ created is adopted by the release. kubectl keeps owning the fields it set beside
+    Helm: the install conflicts (kustomize printed the policies' CEL with extra blank lines) and
+    so does the first upgrade that changes a CRD's schema (.spec.versions), until each runs with
+    --force-conflicts, which hands those fields to Helm for good."""
+    cluster.kubectl("apply", "-k", str(DEPLOY), timeout=120)
+    rendered = cluster.kubectl("kustomize", str(DEPLOY)).stdout
+    cluster.kubectl(
+        "label", "-f", "-", "--overwrite", "app.kubernetes.io/managed-by=Helm", input=rendered
+    )
+    cluster.kubectl(
+        "annotate", "-f", "-", "--overwrite", f"meta.helm.sh/release-name={release.RELEASE}",
+        f"meta.helm.sh/release-namespace={RELEASE_NAMESPACE}", input=rendered,
+    )  # fmt: skip
+    with pytest.raises(HelmError) as refused:
+        release.install(helm, cluster)
+    assert 'conflicts with "kubectl-client-side-apply"' in refused.value.stderr
+    # Not `helm uninstall`: the failed release owns the adopted objects, and would delete them.
+    release.upgrade(helm, cluster, "--install", "--force-conflicts")
+    assert release.status(helm, cluster) == (2, "deployed")
     new_chart = chart_with_new_crd_field(tmp_path)
     with pytest.raises(HelmError) as refused:
         release.upgrade(helm, cluster, chart=new_chart)
-    assert 'conflict with "kubectl": .spec.versions' in refused.value.stderr
+    assert 'conflict with "kubectl-client-side-apply"' in refused.value.stderr
     release.upgrade(helm, cluster, "--force-conflicts", chart=new_chart)
     assert spec_properties(cluster)[PROBE_FIELD]["type"] == "string"
     release.upgrade(helm, cluster)
