@@ -41,10 +41,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# The control plane and the agent image are built (unless cached: a cold build takes minutes)
+# The control plane, Helm and the agent image are built (unless cached: a cold build takes minutes)
 # before pytest, so that their progress and timing show: pytest-xdist's workers print nothing.
 test: install lint
 	tests/cluster/build >/dev/null
+	tests/helm/build >/dev/null
 	scripts/build-image >/dev/null
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 

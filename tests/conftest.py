@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.cluster.pytest_plugin", "tests.node.pytest_plugin", "tests.parallel"]
+pytest_plugins = [
+    "tests.cluster.pytest_plugin",
+    "tests.helm.pytest_plugin",
+    "tests.node.pytest_plugin",
+    "tests.parallel",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
