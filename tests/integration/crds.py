@@ -43,7 +43,7 @@ def _permissive_crd() -> dict[str, Any]:
 
 def _totals_enforced(cluster: Cluster, namespace: str) -> bool:
     probe = {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"name": "size-probe", "namespace": namespace},
         "spec": _OVER_TOTALS,

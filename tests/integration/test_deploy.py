@@ -717,7 +717,7 @@ def mebibytes(quantity: str) -> int:
 
 def node_status_body(node: str) -> dict[str, Any]:
     return {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompNodeStatus",
         "metadata": {"name": node},
     }

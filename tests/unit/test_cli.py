@@ -60,7 +60,7 @@ def test_json_output_and_documents_that_are_not_profiles(
 
 def profile_named(**metadata: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": metadata,
         "spec": {"defaultAction": "SCMP_ACT_ALLOW"},
