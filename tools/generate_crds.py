@@ -113,9 +113,9 @@ def builtin_bases_rule(builtins: Sequence[str], indent: str) -> str:
         "# BEGIN generated builtin bases (by tools/generate_crds.py, from builtin_bases)",
         "- rule: >-",
         f"    !self.startsWith('runtime/') || self in [{quoted}]",
+        # Word for word what agent.profiles.builtin_bases.UnknownBuiltinError says.
         "  messageExpression: >-",
-        "    'no built-in base ' + self + '; the built-ins are: "
-        f"{listing} (runtime/<name>@<upstream version>)'",
+        f"    \"no built-in base '\" + self + \"'; built-ins are: {listing}\"",
         "  reason: FieldValueInvalid",
         "# END generated builtin bases",
     ]

@@ -144,7 +144,7 @@ def test_an_unknown_builtin_base_is_refused_with_the_list_of_builtins(
     )
     assert result.returncode != 0
     assert "spec.baseProfileName: Invalid value" in result.stderr, result.stderr
-    assert "no built-in base runtime/default; the built-ins are: " in result.stderr
+    assert "no built-in base 'runtime/default'; built-ins are: " in result.stderr
     for name in BUILTINS:
         assert name in result.stderr
     assert "should match" not in result.stderr  # no raw pattern
