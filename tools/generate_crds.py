@@ -115,7 +115,7 @@ def builtin_bases_rule(builtins: Sequence[str], indent: str) -> str:
         f"    !self.startsWith('runtime/') || self in [{quoted}]",
         # Word for word what agent.profiles.builtin_bases.UnknownBuiltinError says.
         "  messageExpression: >-",
-        f"    \"no built-in base '\" + self + \"'; built-ins are: {listing}\"",
+        f'    "no built-in base \'" + self + "\'; built-ins are: {listing}"',
         "  reason: FieldValueInvalid",
         "# END generated builtin bases",
     ]
