@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from agent.cli.main import COMMANDS, COMMANDS_WITH_ARGV, EXIT_USAGE, add_commands, run_command
-from agent.controller.settings import add_controller_arguments
+from agent.controller.settings import add_controller_arguments, add_migrate_arguments
 from agent.node.settings import add_run_arguments
 
 
@@ -35,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.controller.main import run_controller
 
         return run_controller(args)
+    if args.command == "migrate-storage":
+        from agent.controller.storage_migration import run_migration
+
+        return run_migration(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -49,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_controller_arguments(
         commands.add_parser(
             "controller", help="aggregate profile status and release gated pods (elected)"
+        )
+    )
+    add_migrate_arguments(
+        commands.add_parser(
+            "migrate-storage",
+            help="after an upgrade: rewrite every stored object at the CRDs' storage version "
+            "and trim status.storedVersions (needs cluster-wide rights; see deploy/migration)",
+            description="Idempotent. Exit 0: every CRD migrated (or nothing to do); 1: some "
+            "object could not be rewritten (listed), storedVersions left as they were.",
         )
     )
     return parser

@@ -68,7 +68,7 @@ def _run(argv: Sequence[str]) -> None:
 def _profile(directory: Path, name: str, spec: dict[str, Any]) -> str:
     path = directory / f"{name}.yaml"
     manifest = {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"name": name},
         "spec": spec,
@@ -123,7 +123,7 @@ def trial_rows(runs: int) -> list[Row]:
 def compose_row(runs: int) -> Row:
     arch = native_architecture()
     child = {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"name": "web", "namespace": "shop"},
         "spec": {

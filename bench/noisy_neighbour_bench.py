@@ -99,7 +99,7 @@ class Objects:
     def body(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         self._generation += 1
         return {
-            "apiVersion": "seccompsync.io/v1alpha1",
+            "apiVersion": "seccompsync.io/v1beta1",
             "kind": "SeccompProfile",
             "metadata": {
                 "namespace": "bench",

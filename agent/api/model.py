@@ -13,7 +13,10 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 API_GROUP: Final = "seccompsync.io"
-API_VERSION: Final = "v1alpha1"
+API_VERSION: Final = "v1beta1"
+# The previous version, still served (deprecated) with the same schema: files and clients of an
+# older release that name it are read the same way.
+DEPRECATED_API_VERSIONS: Final = ("v1alpha1",)
 KIND: Final = "SeccompProfile"
 PLURAL: Final = "seccompprofiles"
 # One SeccompNodeStatus per node (cluster-scoped, owned by its Node): what the node holds.
@@ -47,10 +50,10 @@ DEFAULT_NAMESPACE: Final = "default"
 # Built-in names carry the upstream version so that what a base allows never changes under a
 # profile when the agent is upgraded: a new upstream version is a new name.
 BUILTIN_BASE_PREFIX: Final = "runtime/"
-BASE_PROFILE_NAME_PATTERN: Final = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?"
-    r"|runtime/[a-z0-9]([-a-z0-9]*[a-z0-9])?@[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$"
-)
+# Any runtime/ name passes the pattern: whether it is a built-in is checked against the list of
+# built-ins (by the CRD's CEL rule and by base resolution), so a wrong one is refused with the
+# list of those that exist rather than with a regular expression.
+BASE_PROFILE_NAME_PATTERN: Final = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?|runtime/.+)$"
 MAX_BASE_PROFILE_NAME_LENGTH: Final = 128
 
 Action = Literal[
@@ -189,11 +192,12 @@ class ObjectMeta(BaseModel):
 
 
 class ApiObject(BaseModel):
-    """A `seccompsync.io/v1alpha1` object, of which only the fields declared are read."""
+    """A `seccompsync.io` object (v1beta1, or the deprecated v1alpha1 with the same schema), of
+    which only the fields declared are read."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    apiVersion: Literal["seccompsync.io/v1alpha1"]  # noqa: N815
+    apiVersion: Literal["seccompsync.io/v1beta1", "seccompsync.io/v1alpha1"]  # noqa: N815
 
 
 class SeccompProfile(ApiObject):

@@ -89,3 +89,10 @@ def build_controller_settings(
         log_format=log_format(args, environ),
         log_level=args.log_level.upper(),
     )
+
+
+def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    """`seccomp-agent migrate-storage` (agent.controller.storage_migration)."""
+    parser.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig file (default: KUBECONFIG, else in-cluster)"
+    )

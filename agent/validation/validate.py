@@ -12,12 +12,13 @@ from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agent.api.findings import Finding, ValidationReport, error
+from agent.api.findings import Finding, ValidationReport, error, warning
 from agent.api.keys import is_dns_label, profile_key
 from agent.api.model import (
     API_GROUP,
     API_VERSION,
     DEFAULT_NAMESPACE,
+    DEPRECATED_API_VERSIONS,
     DNS1123_LABEL_MAX,
     KIND,
     OciSeccomp,
@@ -262,7 +263,8 @@ def validate_resource(
             node_architectures=node_architectures,
         )
     report = ValidationReport(
-        tuple(findings) + spec_report.findings, spec_report.profile if not findings else None
+        tuple(findings) + _deprecation_findings(document) + spec_report.findings,
+        spec_report.profile if not findings else None,
     )
     key = profile_key(document, default_namespace=DEFAULT_NAMESPACE)
     return ResourceReport(key.namespace, key.name or "-", report, chain)
@@ -274,7 +276,7 @@ def _identity_findings(document: Mapping[str, Any]) -> list[Finding]:
     expected = f"{API_GROUP}/{API_VERSION}"
     if kind != KIND:
         return [error("kind", "NotASeccompProfile", f"expected kind {KIND}, got {kind or 'none'}")]
-    if api_version == expected:
+    if api_version == expected or api_version in _DEPRECATED:
         return []
     hint = (
         "; this is a security-profiles-operator object: `seccomp-agent convert` turns it into "
@@ -285,6 +287,24 @@ def _identity_findings(document: Mapping[str, Any]) -> list[Finding]:
     return [
         error("apiVersion", "NotASeccompProfile", f"expected {expected}, got {api_version}{hint}")
     ]
+
+
+_DEPRECATED: Final = frozenset(f"{API_GROUP}/{v}" for v in DEPRECATED_API_VERSIONS)
+
+
+def _deprecation_findings(document: Mapping[str, Any]) -> tuple[Finding, ...]:
+    """An older version of the API is still served with the same fields: a warning, not an error."""
+    api_version = str(document.get("apiVersion", ""))
+    if api_version not in _DEPRECATED:
+        return ()
+    return (
+        warning(
+            "apiVersion",
+            "DeprecatedApiVersion",
+            f"{api_version} is deprecated; use {API_GROUP}/{API_VERSION} (the same fields: "
+            "change apiVersion only)",
+        ),
+    )
 
 
 def _metadata_findings(metadata: Mapping[str, Any]) -> list[Finding]:

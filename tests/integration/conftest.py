@@ -29,7 +29,7 @@ def namespace(crd: Cluster) -> Iterator[str]:
 
 def profile_object(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,

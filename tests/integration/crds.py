@@ -34,16 +34,25 @@ _OVER_TOTALS = {
 
 def _permissive_crd() -> dict[str, Any]:
     crd = yaml.safe_load((CRDS_DIR / "seccompprofile.yaml").read_text())
-    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    spec["x-kubernetes-validations"] = [
-        rule for rule in spec["x-kubernetes-validations"] if ".sum()" not in rule["rule"]
-    ]
+    for version in crd["spec"]["versions"]:
+        spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        spec["x-kubernetes-validations"] = [
+            rule for rule in spec["x-kubernetes-validations"] if ".sum()" not in rule["rule"]
+        ]
+    return dict(crd)
+
+
+def _crd_without_builtin_check() -> dict[str, Any]:
+    crd = yaml.safe_load((CRDS_DIR / "seccompprofile.yaml").read_text())
+    for version in crd["spec"]["versions"]:
+        spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        del spec["properties"]["baseProfileName"]["x-kubernetes-validations"]
     return dict(crd)
 
 
 def _totals_enforced(cluster: Cluster, namespace: str) -> bool:
     probe = {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"name": "size-probe", "namespace": namespace},
         "spec": _OVER_TOTALS,
@@ -72,6 +81,42 @@ def crd_without_size_totals(cluster: Cluster, namespace: str) -> Iterator[None]:
     finally:
         install_crds(cluster)
         _wait(lambda: _totals_enforced(cluster, namespace), "the shipped CRD")
+
+
+_UNKNOWN_BUILTIN = {"baseProfileName": "runtime/default@moby-1999-01-01"}
+
+
+def _builtins_checked(cluster: Cluster, namespace: str) -> bool:
+    probe = {
+        "apiVersion": "seccompsync.io/v1beta1",
+        "kind": "SeccompProfile",
+        "metadata": {"name": "builtin-probe", "namespace": namespace},
+        "spec": _UNKNOWN_BUILTIN,
+    }
+    result = cluster.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False
+    )
+    return result.returncode != 0
+
+
+@contextmanager
+def crd_without_builtin_check(cluster: Cluster, namespace: str) -> Iterator[None]:
+    """The CRD as a node agent of an older release may meet it: the API server admits a
+    built-in base this agent does not ship (a newer release's CRD lists newer built-ins)."""
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=json.dumps(_crd_without_builtin_check()),
+    )
+    try:
+        _wait(lambda: not _builtins_checked(cluster, namespace), "the CRD without the check")
+        yield
+    finally:
+        install_crds(cluster)
+        _wait(lambda: _builtins_checked(cluster, namespace), "the shipped CRD")
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

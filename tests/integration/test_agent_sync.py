@@ -13,7 +13,12 @@ from agent.node.store import temp_file_name
 from agent.profiles.render import render
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, running_agent, wait_for
-from tests.integration.conftest import apply_profile, delete_profile, replace_profile
+from tests.integration.conftest import (
+    apply_profile,
+    delete_profile,
+    profile_object,
+    replace_profile,
+)
 from tests.integration.nodes import delete_node, register_node
 from tests.integration.profiles import DENY_MKDIR, DENY_PTRACE
 
@@ -48,6 +53,22 @@ def test_create_update_delete_reach_the_disk(crd: Cluster, namespace: str, tmp_p
         wait_for(lambda: not path.exists(), what="file removed after delete")
         wait_for(lambda: not path.parent.exists(), what="empty namespace dir removed")
         assert list(Path(agent.managed_dir).iterdir()) == []
+
+
+def test_a_profile_written_as_deprecated_v1alpha1_reaches_the_disk(
+    crd: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """A client of the previous release still writes v1alpha1 after the upgrade: the API server
+    stores it as v1beta1, and the agent (which reads v1beta1) installs it."""
+    with running_agent(
+        crd, "node-a", tmp_path / "root", tmp_path / "agent.log", "--namespace", namespace
+    ) as agent:
+        path = agent.profile_path(namespace, "legacy")
+        document = {**profile_object(namespace, "legacy", DENY_MKDIR)}
+        document["apiVersion"] = "seccompsync.io/v1alpha1"
+        result = crd.kubectl("create", "-f", "-", input=json.dumps(document))
+        assert "seccompsync.io/v1alpha1 SeccompProfile is deprecated" in result.stderr
+        wait_for(lambda: file_is(path, rendered(DENY_MKDIR)), what="v1alpha1 profile on disk")
 
 
 def test_invalid_update_keeps_the_last_good_file_and_says_why(

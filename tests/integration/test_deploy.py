@@ -37,9 +37,14 @@ HOST_DIR = "/var/lib/kubelet/seccomp/seccomp-sync"
 AGENT_UID = 65532
 STARTUP_TAINT = "seccompsync.io/agent-not-ready"
 
-TYPO = {
+# Admitted by the API server, refused by the agent: libseccomp would keep the first rule for
+# mkdir and drop the second silently.
+INVALID_ON_NODES = {
     "defaultAction": "SCMP_ACT_ALLOW",
-    "syscalls": [{"names": ["opne"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+    "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+        {"names": ["mkdir"], "action": "SCMP_ACT_LOG"},
+    ],
 }
 
 
@@ -112,7 +117,7 @@ def test_base_renders_the_crds_the_agent_and_the_controller(
             "MutatingAdmissionPolicy",
             "MutatingAdmissionPolicyBinding",
             # node restriction (controller issue) and the two tenant policies
-            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 3,
+            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 4,
         ]
     )
     for doc in installed:
@@ -667,7 +672,7 @@ def test_agent_runs_with_only_its_accounts_permissions(
     try:
         with agent_with_account(cluster, tmp_path) as agent:
             apply_profile(cluster, namespace, "web", DENY_MKDIR)
-            apply_profile(cluster, namespace, "typo", TYPO)
+            apply_profile(cluster, namespace, "invalid", INVALID_ON_NODES)
             path = agent.profile_path(namespace, "web")
             wait_showing_log(agent, path.exists, f"{path} written by the agent")
 
@@ -676,7 +681,7 @@ def test_agent_runs_with_only_its_accounts_permissions(
                     cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
                 )["items"]
                 return any(
-                    e["reason"] == "InvalidProfile" and e["involvedObject"]["name"] == "typo"
+                    e["reason"] == "InvalidProfile" and e["involvedObject"]["name"] == "invalid"
                     for e in events
                 )
 
@@ -717,7 +722,7 @@ def mebibytes(quantity: str) -> int:
 
 def node_status_body(node: str) -> dict[str, Any]:
     return {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompNodeStatus",
         "metadata": {"name": node},
     }

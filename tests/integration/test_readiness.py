@@ -265,7 +265,7 @@ def test_readyz_is_false_until_the_initial_sync(
     manifest = "\n---\n".join(
         json.dumps(
             {
-                "apiVersion": "seccompsync.io/v1alpha1",
+                "apiVersion": "seccompsync.io/v1beta1",
                 "kind": "SeccompProfile",
                 "metadata": {"name": f"p{i}", "namespace": namespace},
                 "spec": {

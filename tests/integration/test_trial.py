@@ -66,7 +66,7 @@ def profile_file(tmp_path: Path, spec: dict[str, Any], name: str = "p") -> Path:
     path.write_text(
         yaml.safe_dump(
             {
-                "apiVersion": "seccompsync.io/v1alpha1",
+                "apiVersion": "seccompsync.io/v1beta1",
                 "kind": "SeccompProfile",
                 "metadata": {"name": name, "namespace": "t"},
                 "spec": spec,

@@ -38,6 +38,8 @@ CLUSTER_OBJECTS = (
     "mutatingadmissionpolicy/seccomp-sync-profiles-ready",
     "validatingadmissionpolicybinding/seccomp-sync-agent-own-node",
     "validatingadmissionpolicy/seccomp-sync-agent-own-node",
+    "validatingadmissionpolicybinding/seccomp-sync-syscall-names",
+    "validatingadmissionpolicy/seccomp-sync-syscall-names",
     # The tenant policies: left behind, every later profile write needs their parameter kind.
     "validatingadmissionpolicybinding/seccomp-sync-tenant-profiles",
     "validatingadmissionpolicy/seccomp-sync-tenant-profiles",

@@ -204,7 +204,7 @@ def policy_object(
         else:
             spec[key] = value
     return {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompTenantPolicy",
         "metadata": {"name": name},
         "spec": spec,

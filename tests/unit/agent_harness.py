@@ -129,7 +129,7 @@ class ScriptedApi:
             "resourceVersion": str(self._version),
         }
         body = {
-            "apiVersion": "seccompsync.io/v1alpha1",
+            "apiVersion": "seccompsync.io/v1beta1",
             "kind": "SeccompProfile",
             "metadata": meta,
             "spec": dict(spec),

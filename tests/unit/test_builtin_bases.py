@@ -87,7 +87,7 @@ def test_child_on_a_builtin_validates_compiles_and_renders_the_composition(
     compiler: Compiler,
 ) -> None:
     child = {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"name": "app", "namespace": "team"},
         "spec": {
@@ -117,7 +117,7 @@ def test_child_on_a_builtin_validates_compiles_and_renders_the_composition(
 
 def test_unknown_builtin_is_refused_listing_the_ones_that_exist() -> None:
     child = {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"name": "app"},
         "spec": {"baseProfileName": "runtime/default@moby-1999-01-01"},
@@ -139,7 +139,7 @@ def test_unknown_builtin_is_refused_listing_the_ones_that_exist() -> None:
 
 def test_child_errors_name_the_childs_own_fields(compiler: Compiler) -> None:
     child = {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"name": "app"},
         "spec": {

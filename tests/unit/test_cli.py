@@ -60,7 +60,7 @@ def test_json_output_and_documents_that_are_not_profiles(
 
 def profile_named(**metadata: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": metadata,
         "spec": {"defaultAction": "SCMP_ACT_ALLOW"},
@@ -190,3 +190,47 @@ def test_a_compile_that_fails_for_want_of_descriptors_exits_three_not_invalid() 
     assert "not a verdict on the profile" in result.stderr
     assert "Too many open files" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+BUILTIN_LIST = (
+    "runtime/default@containers-common-2025-08-25, runtime/default@moby-2026-06-30, "
+    "runtime/runc@v1.4.2"
+)
+
+
+@pytest.mark.parametrize("command", ["validate", "render"])
+def test_an_unknown_builtin_base_is_named_with_the_builtins_that_exist(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`runtime/default` without a version: the list to pick from, not a regular expression
+    (the API server says the same: tests/integration/test_syscall_names_policy.py)."""
+    path = tmp_path / "web.yaml"
+    path.write_text(
+        "apiVersion: seccompsync.io/v1beta1\nkind: SeccompProfile\nmetadata: {name: web}\n"
+        "spec: {baseProfileName: runtime/default}\n"
+    )
+    assert main([command, str(path)]) == 1
+    captured = capsys.readouterr()
+    lines = (captured.out + captured.err).splitlines()
+    assert (
+        f"{path}: default/web: spec.baseProfileName: error: no built-in base 'runtime/default'; "
+        f"built-ins are: {BUILTIN_LIST}"
+    ) in lines
+    assert "pattern" not in captured.out + captured.err
+
+
+def test_a_v1alpha1_file_is_still_read_with_a_deprecation_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text(
+        (EXAMPLES / "deny-mkdir.yaml")
+        .read_text()
+        .replace("seccompsync.io/v1beta1", "seccompsync.io/v1alpha1")
+    )
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: default/deny-mkdir: apiVersion: warning: seccompsync.io/v1alpha1 is deprecated; "
+        "use seccompsync.io/v1beta1 (the same fields: change apiVersion only)",
+        f"{path}: default/deny-mkdir: valid",
+    ]

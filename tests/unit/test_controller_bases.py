@@ -16,7 +16,7 @@ NS = "team-a"
 
 def body(name: str, spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
     return {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"namespace": NS, "name": name, "uid": f"u-{name}", "generation": generation},
         "spec": spec,

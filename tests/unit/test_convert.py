@@ -32,7 +32,7 @@ def test_every_shared_profile_converts_and_the_output_validates(
         converted = tmp_path / f"{source.stem}.yaml"
         converted.write_text(out)
         documents = [d for d in yaml.safe_load_all(out) if d]
-        assert documents and all(d["apiVersion"] == "seccompsync.io/v1alpha1" for d in documents)
+        assert documents and all(d["apiVersion"] == "seccompsync.io/v1beta1" for d in documents)
         assert main(["validate", "--arch", X86_64, str(converted)]) == 0, out
         capsys.readouterr()
 
@@ -170,7 +170,7 @@ def test_render_prints_the_flattened_file_of_a_child_given_with_its_base(
         yaml.safe_dump_all(
             [
                 {
-                    "apiVersion": "seccompsync.io/v1alpha1",
+                    "apiVersion": "seccompsync.io/v1beta1",
                     "kind": "SeccompProfile",
                     "metadata": {"name": name, "namespace": "ns"},
                     "spec": spec,

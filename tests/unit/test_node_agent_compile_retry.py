@@ -32,7 +32,7 @@ X86_64 = "SCMP_ARCH_X86_64"
 
 def body(generation: int = 1) -> dict[str, Any]:
     return {
-        "apiVersion": "seccompsync.io/v1alpha1",
+        "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
         "metadata": {"namespace": "team-a", "name": "web", "uid": "u-1", "generation": generation},
         "spec": {

@@ -83,7 +83,7 @@ def test_spo_specs_are_valid_once_moved_to_our_api_group(
         name = document["metadata"]["name"].replace(".", "-")
         moved = {
             **document,
-            "apiVersion": "seccompsync.io/v1alpha1",
+            "apiVersion": "seccompsync.io/v1beta1",
             "metadata": {**document["metadata"], "name": name},
         }
         results.append(

@@ -185,7 +185,7 @@ def test_validate_with_the_shipped_policy(
         yaml.safe_dump_all(
             [
                 {
-                    "apiVersion": "seccompsync.io/v1alpha1",
+                    "apiVersion": "seccompsync.io/v1beta1",
                     "kind": "SeccompProfile",
                     "metadata": {"name": name, "namespace": "team-a"},
                     "spec": spec,

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from agent.api.keys import is_dns_label
-from agent.api.model import API_GROUP, API_VERSION, DNS1123_LABEL_MAX, KIND
+from agent.api.model import (
+    API_GROUP,
+    API_VERSION,
+    DEPRECATED_API_VERSIONS,
+    DNS1123_LABEL_MAX,
+    KIND,
+)
 from agent.profiles.convert.docker import ConversionError, Target, is_docker_format, resolve
 
 SPO_GROUP: Final = "security-profiles-operator.x-k8s.io"
@@ -59,7 +65,9 @@ def convert_document(
         raise ConversionError("(document): expected an object")
     if str(content.get("apiVersion", "")).startswith(SPO_GROUP):
         return _from_spo(content, target, namespace, builtins, sibling_names)
-    if content.get("apiVersion") == f"{API_GROUP}/{API_VERSION}":
+    if content.get("apiVersion") in {
+        f"{API_GROUP}/{v}" for v in (API_VERSION, *DEPRECATED_API_VERSIONS)
+    }:
         raise ConversionError("(document): already a seccomp-sync SeccompProfile")
     if isinstance(content.get("linux"), Mapping):  # a runtime config.json
         seccomp = content["linux"].get("seccomp")
