@@ -108,6 +108,21 @@ def http_patch(args: list[str], api: int, http_port: int) -> list[dict[str, Any]
     ]  # fmt: skip
 
 
+def agent_rollout_patch(image: str, http_port: int) -> list[dict[str, Any]]:
+    """A JSON patch that rolls the agent DaemonSet out to ``image``, for ``kubectl patch``.
+
+    It moves the HTTP port too: on test nodes the agent has its node's network, and during the
+    surge of deploy/base's update strategy the old and the new agent run at once on one node.
+    """
+    args = base_args("daemonset.yaml", "DaemonSet", DAEMONSET)
+    return [
+        {"op": "replace", "path": f"{CONTAINER}/image", "value": image},
+        {"op": "replace", "path": "/spec/template/spec/initContainers/0/image", "value": image},
+        *flag_value(args, "--http-port", str(http_port)),
+        {"op": "replace", "path": f"{CONTAINER}/ports/0/containerPort", "value": http_port},
+    ]
+
+
 def write_kustomization(
     work_dir: Path,
     image_tag: str,
