@@ -76,9 +76,8 @@ def test_the_documented_command_releases_only_our_gate(
         "another-only": [OTHER_GATE],
     }
     for name, pod_gates in pods.items():
-        crd.kubectl(
-            "-n", namespace, "create", "-f", "-", input=json.dumps(gated_pod(name, node_name, pod_gates))
-        )  # fmt: skip
+        manifest = gated_pod(name, node_name, pod_gates)
+        crd.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(manifest))
     env = {
         **os.environ,
         "PATH": f"{crd.kubectl_path.parent}:{os.environ['PATH']}",

@@ -38,7 +38,7 @@ IMAGE_REPOSITORY = "localhost/seccomp-sync/agent"
 _OUTPUT_TAIL_LINES = 60
 
 
-class ReleaseUnavailable(RuntimeError):
+class ReleaseUnavailableError(RuntimeError):
     """The commit is not in this clone (a shallow or partial one): the tests skip, saying so."""
 
 
@@ -66,7 +66,11 @@ class Release:
             member = outer.extractfile("index.json")
             assert member is not None
             index = json.loads(member.read())
-        name: str = index["manifests"][0]["annotations"]["io.containerd.image.name"]
+        annotations = index["manifests"][0]["annotations"]
+        # buildah writes the full name as the OCI ref name; containerd's own key wins if set.
+        name: str = annotations.get(
+            "io.containerd.image.name", annotations["org.opencontainers.image.ref.name"]
+        )
         return name
 
     def kustomization(self, cluster_dir: Path, work_dir: Path) -> Path:
@@ -89,13 +93,13 @@ def cache_root() -> Path:
 
 
 def resolve(commit: str) -> str:
-    """The full hash of ``commit`` in this clone; ReleaseUnavailable when it has no such commit."""
+    """The full hash of ``commit`` here; ReleaseUnavailableError when the clone lacks it."""
     result = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     if result.returncode != 0:
-        raise ReleaseUnavailable(
+        raise ReleaseUnavailableError(
             f"this clone has no commit {commit} (the previous release the upgrade tests install); "
             "fetch it (`git fetch --unshallow`) to run them"
         )
