@@ -522,6 +522,8 @@ def test_uninstall_keeps_running_pods_and_releases_gated_ones_then_cleans_up(
     scale_controller(crd, 0)  # so that a pod is still gated when the product goes
     gated_probe(crd, node, ns, "gated-at-uninstall")
     files = managed_files(node)
+    kept = crd.kubectl("get", "crd", "-l", "app.kubernetes.io/component=crd", "-o", "name")
+    assert len(kept.stdout.split()) == 3, "every CRD must carry the label uninstall keeps"
     try:
         crd.kubectl(
             "delete", "-k", str(setup.current), "-l", "app.kubernetes.io/component!=crd",
