@@ -90,7 +90,7 @@ async def serve(settings: Settings) -> None:
         port = await http.start(settings.http_host, settings.http_port)
         parts = asyncio.create_task(supervisor.run(), name="supervisor")
 
-        publisher.changed()  # report at once: from now on this node counts as expected
+        publisher.announce()  # from now on this node counts as expected
         log.info(
             "seccomp-sync agent starting",
             extra={

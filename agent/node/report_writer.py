@@ -43,6 +43,45 @@ class NodeStatusPublisher:
             loop = asyncio.get_running_loop()
             self._pending = loop.call_later(DEBOUNCE_SECONDS, self._start)
 
+    def announce(self) -> asyncio.Task[None]:
+        """At start-up: make this node count as expected at once, without hiding what it holds.
+
+        A new node gets its report (not synced yet), so the controller waits for it. A report
+        that this node's previous agent left (a restart, a rolling update, a rollback) is left
+        as it is until this agent's initial sync replaces it: the files it lists are still on
+        disk (an agent never removes files when it stops), while a "not synced" report would
+        make every profile not Ready, and hold gated pods, for as long as the restart lasts.
+        """
+        self._task = asyncio.create_task(self._announce())
+        return self._task
+
+    async def _announce(self) -> None:
+        try:
+            created = await asyncio.to_thread(self._create_if_missing, self._build())
+        except Exception as exc:  # API errors, timeouts, refused connections alike
+            log.warning(
+                "could not announce this node's status; retrying",
+                extra={"status": getattr(exc, "status", None), "error": str(exc)[:200]},
+            )
+            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.announce)
+            return
+        if created:
+            self.writes += 1
+        else:
+            log.info(
+                "kept the node status of the previous agent until the initial sync",
+                extra={"node": self._node},
+            )
+
+    def _create_if_missing(self, status: dict[str, Any]) -> bool:
+        try:
+            self._create(status)
+        except ApiException as exc:
+            if exc.status == 409:  # AlreadyExists
+                return False
+            raise
+        return True
+
     def _start(self) -> None:
         self._pending = None
         if self._task is not None and not self._task.done():

@@ -468,9 +468,10 @@ def test_killed_agent_and_rolling_update_never_remove_a_file_in_use(
         # A rolling update to a new image tag.
         new_image = agent_image.name.rsplit(":", 1)[0] + ":rollout"
         agent.ctr("images", "tag", "--force", agent_image.name, new_image)
+        patch = agent_deploy.agent_rollout_patch(new_image, agent_deploy.free_port())
         crd.kubectl(
-            "-n", agent_deploy.NAMESPACE, "set", "image", f"daemonset/{agent_deploy.DAEMONSET}",
-            f"agent={new_image}", f"chown-profile-dir={new_image}",
+            "-n", agent_deploy.NAMESPACE, "patch", f"daemonset/{agent_deploy.DAEMONSET}",
+            "--type=json", "-p", json.dumps(patch),
         )  # fmt: skip
         ready_agent(crd, agent.name, new_image)
         assert_restarts_under_profile(crd, namespace, "user")

@@ -198,7 +198,11 @@ def test_daemonset_is_hardened_and_covers_every_node(installed: list[dict[str, A
     assert pod.get("hostNetwork", False) is False
     assert pod.get("hostPID", False) is False
     assert pod["terminationGracePeriodSeconds"] == 30
-    assert daemonset["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == "10%"
+    # A node is never without its agent during a rollout: the old one stops once the new is Ready.
+    assert daemonset["spec"]["updateStrategy"]["rollingUpdate"] == {
+        "maxSurge": "10%",
+        "maxUnavailable": 0,
+    }
 
     host_paths = [v for v in pod["volumes"] if "hostPath" in v]
     assert [v["hostPath"] for v in host_paths] == [{"path": HOST_DIR, "type": "DirectoryOrCreate"}]

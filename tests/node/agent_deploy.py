@@ -106,8 +106,34 @@ def http_patch(args: list[str], api: int, http_port: int) -> list[dict[str, Any]
         # POD_IP is the node's address with the host's network (the overlay sets it).
         *flag_value(args, "--http-host", "$(POD_IP)"),
         *flag_value(args, "--http-port", str(http_port)),
-        {"op": "replace", "path": f"{CONTAINER}/ports/0/containerPort", "value": http_port},
+        *probe_ports(http_port),
+        # The port list goes: `kubectl apply` merges it by containerPort, so a later apply with
+        # another port would add a second entry named "metrics" (refused as a duplicate). With
+        # the host's network it only documents the port; the probes name the number instead.
+        {"op": "remove", "path": f"{CONTAINER}/ports"},
     ]  # fmt: skip
+
+
+def probe_ports(http_port: int) -> list[dict[str, Any]]:
+    return [
+        {"op": "replace", "path": f"{CONTAINER}/{probe}/httpGet/port", "value": http_port}
+        for probe in ("readinessProbe", "livenessProbe")
+    ]
+
+
+def agent_rollout_patch(image: str, http_port: int) -> list[dict[str, Any]]:
+    """A JSON patch that rolls the agent DaemonSet out to ``image``, for ``kubectl patch``.
+
+    It moves the HTTP port too: on test nodes the agent has its node's network, and during the
+    surge of deploy/base's update strategy the old and the new agent run at once on one node.
+    """
+    args = base_args("daemonset.yaml", "DaemonSet", DAEMONSET)
+    return [
+        {"op": "replace", "path": f"{CONTAINER}/image", "value": image},
+        {"op": "replace", "path": "/spec/template/spec/initContainers/0/image", "value": image},
+        *flag_value(args, "--http-port", str(http_port)),
+        *probe_ports(http_port),
+    ]
 
 
 def write_kustomization(
