@@ -282,10 +282,14 @@ def _reason(exc: ApiException) -> str:
         return str(exc.reason)
 
 
-def run_migration(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """The entry point of `seccomp-agent migrate-storage`."""
+def run_migration(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """The entry point of `seccomp-agent migrate-storage`; prints to ``out``, else stdout.
+
+    stdout is looked up at call time, not bound as a default when the module is imported: a
+    default would keep whatever stream was current then (a test's captured one, long closed).
+    """
     kubeconfig: Path | None = args.kubeconfig or (
         Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None
     )
     with client.ApiClient(load_configuration(kubeconfig)) as api_client:
-        return migrate(KubeStorageApi(api_client), PLURALS, out)
+        return migrate(KubeStorageApi(api_client), PLURALS, out or sys.stdout)

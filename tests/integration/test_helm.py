@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.cluster.pytest_plugin import Cluster
 from tests.helm import release
@@ -29,8 +30,8 @@ pytestmark = pytest.mark.cluster
 
 PROFILE_CRD = "seccompprofiles.seccompsync.io"
 PROBE_FIELD = "helmUpgradeProbe"
-# The first property of SeccompProfile's spec in the generated template: the new chart adds an
-# optional field before it.
+# The first property of SeccompProfile's spec in the generated template, once per served version
+# (v1beta1 and its generated v1alpha1 copy): the new chart adds an optional field before each.
 SPEC_PROPERTIES = "              properties:\n                baseProfileName:\n"
 
 
@@ -40,7 +41,10 @@ def chart_with_new_crd_field(tmp_path: Path) -> Path:
     shutil.copytree(CHART, chart)
     template = chart / "templates" / "generated-crds-seccompprofile.yaml"
     text = template.read_text()
-    assert text.count(SPEC_PROPERTIES) == 1, "the CRD's spec properties moved: update the test"
+    versions = len(yaml.safe_load(text)["spec"]["versions"])
+    assert text.count(SPEC_PROPERTIES) == versions, (
+        "the CRD's spec properties moved: update the test"
+    )
     template.write_text(
         text.replace(
             SPEC_PROPERTIES,
