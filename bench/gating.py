@@ -86,10 +86,16 @@ class PodReleases:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
-                self._core.list_namespaced_pod, self._namespace, timeout_seconds=30
-            ):
-                pod = event["object"]
-                gates = [g.name for g in pod.spec.scheduling_gates or []]
-                if GATE not in gates and event["type"] != "DELETED":
-                    self.released.setdefault(pod.metadata.name, time.monotonic())
+            try:
+                self._stream()
+            except Exception:  # the control plane went away, or a hiccup: watch again
+                time.sleep(0.5)
+
+    def _stream(self) -> None:
+        for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
+            self._core.list_namespaced_pod, self._namespace, timeout_seconds=30
+        ):
+            pod = event["object"]
+            gates = [g.name for g in pod.spec.scheduling_gates or []]
+            if GATE not in gates and event["type"] != "DELETED":
+                self.released.setdefault(pod.metadata.name, time.monotonic())
