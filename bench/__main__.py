@@ -7,6 +7,7 @@ import sys
 from bench import (
     authoring_bench,
     compile_cost_bench,
+    fleet_bench,
     noisy_neighbour_bench,
     store_bench,
     tenant_policy_bench,
@@ -27,6 +28,9 @@ def main() -> int:
     tenant_policy_bench.main([])
     print("\n== test/record overhead, composing on a base (bench.authoring_bench)")
     authoring_bench.main(["--runs", "3"])
+    # A quick size (about two minutes); the full series (an hour) is in docs/performance.md.
+    print("\n== fleet: simulated nodes, the real controller (bench.fleet_bench, quick size)")
+    fleet_bench.main(["--nodes", "50,100", "--profiles", "100", "--pods", "200"])
     return 0
 
 

@@ -17,24 +17,20 @@ the moment the pod's gate is gone. Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client, watch
 
 from agent.api.model import API_GROUP, API_VERSION
 from agent.api.node_report import SHA_PREFIX
-from agent.controller.gated_pods import GATE
 from agent.controller.profiles import profile_view
 from bench.cluster import (
     api,
@@ -47,54 +43,13 @@ from bench.cluster import (
     process_tree_stats,
     profile_body,
 )
+from bench.gating import PodReleases, create_pods, gating_policy, pod_body
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, wait_for
 from tests.integration.controller import ControllerProcess
 from tests.integration.nodes import delete_node, register_node
 
-ADMISSION = Path(__file__).resolve().parents[1] / "deploy" / "base" / "admission.yaml"
 GROUP_LABEL = "seccompsync.io/bench-group"
-
-
-@contextmanager
-def gating_policy(cluster: Cluster) -> Iterator[None]:
-    docs = [
-        d
-        for d in yaml.safe_load_all(ADMISSION.read_text())
-        if d and d["kind"].startswith("MutatingAdmissionPolicy")
-    ]
-    cluster.kubectl(
-        "apply", "-f", "-", input=json.dumps({"kind": "List", "apiVersion": "v1", "items": docs})
-    )
-    time.sleep(2)  # the policy takes effect asynchronously
-    try:
-        yield
-    finally:
-        for doc in docs:
-            cluster.kubectl(
-                "delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found"
-            )
-
-
-def pod_body(namespace: str, name: str, profile: str, group: str | None) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "securityContext": {
-            "seccompProfile": {
-                "type": "Localhost",
-                "localhostProfile": f"seccomp-sync/{namespace}/{profile}.json",
-            }
-        },
-        "containers": [{"name": "app", "image": "pause"}],
-    }
-    if group:
-        spec["nodeSelector"] = {GROUP_LABEL: group}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
-
-
-def create_pods(api_client: client.ApiClient, namespace: str, bodies: list[dict[str, Any]]) -> None:
-    core = client.CoreV1Api(api_client)
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda b: core.create_namespaced_pod(namespace, b), bodies))
 
 
 class Observer:
@@ -108,20 +63,19 @@ class Observer:
         self._nodes = set(nodes)
         self.expected: dict[str, str] = {}  # profile name -> sha prefix
         self.installed: dict[str, dict[str, float]] = {}  # profile -> node -> first seen
-        self.released: dict[str, float] = {}  # pod name -> gate gone
+        self._pods = PodReleases(api_client, namespace)
+        self.released = self._pods.released  # pod name -> gate gone
         self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._watch_reports, daemon=True),
-            threading.Thread(target=self._watch_pods, daemon=True),
-        ]
+        self._thread = threading.Thread(target=self._watch_reports, daemon=True)
 
     def start(self) -> Observer:
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
+        self._pods.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self._pods.stop()
 
     def ready_at(self, profile: str) -> float | None:
         seen = self.installed.get(profile, {})
@@ -147,16 +101,6 @@ class Observer:
                     name = ref.removeprefix(prefix)
                     if self.expected.get(name) == sha:
                         self.installed.setdefault(name, {}).setdefault(node, now)
-
-    def _watch_pods(self) -> None:
-        while not self._stop.is_set():
-            for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
-                self._core.list_namespaced_pod, self._namespace, timeout_seconds=30
-            ):
-                pod = event["object"]
-                gates = [g.name for g in pod.spec.scheduling_gates or []]
-                if GATE not in gates and event["type"] != "DELETED":
-                    self.released.setdefault(pod.metadata.name, time.monotonic())
 
 
 def latency_run(
@@ -192,7 +136,7 @@ def latency_run(
         stack.callback(observer.stop)
         per_profile = max(1, pods // profiles)
         bodies = [
-            pod_body(namespace, f"app-{p}-{i}", f"p{p}", group)
+            pod_body(namespace, f"app-{p}-{i}", f"p{p}", {GROUP_LABEL: group})
             for p in range(profiles)
             for i in range(per_profile)
         ]

@@ -100,7 +100,8 @@ def build_controller(
     # the gate handler's wake-up.
     dirty = DirtyProfiles()
     gates_wake = asyncio.Event()
-    state = ClusterState(listeners=(dirty.mark, lambda _: gates_wake.set()))
+    synced = _SyncedOnce(lambda: state)
+    state = ClusterState(listeners=(dirty.mark, lambda _: gates_wake.set(), synced))
     policies = PolicyReporter(
         io.policies, io.profile_events, metrics, on_change=functools.partial(dirty.mark, None)
     )
@@ -145,6 +146,29 @@ def build_controller(
     supervisor.add("http", functools.partial(_serve_http, http, settings))
     metrics.process.watch_components(supervisor.components)
     return Controller(state, aggregator, gates, policies, metrics, supervisor)
+
+
+class _SyncedOnce:
+    """Says once when every listing is in (start-up time, read off the log by operators and
+    the fleet bench): until then the controller decides nothing."""
+
+    def __init__(self, state: Callable[[], ClusterState]) -> None:
+        self._state = state
+        self._said = False
+
+    def __call__(self, _: object) -> None:
+        state = self._state()
+        if self._said or not state.synced:
+            return
+        self._said = True
+        log.info(
+            "every listing is in",
+            extra={
+                "profiles": len(state.profiles),
+                "node_reports": len(state.reports),
+                "gated_pods": len(state.pods),
+            },
+        )
 
 
 def run_controller(args: argparse.Namespace) -> int:

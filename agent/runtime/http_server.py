@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -123,7 +124,18 @@ class HttpServer:
         if self._server is not None:
             await self._server.wait_closed()
 
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets (connections inherit their options: tests make the kernel's
+        send buffer small, as a slow network would)."""
+        return tuple(self._server.sockets) if self._server is not None else ()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # drain() returns once the transport's buffer is below its low-water mark (16 KiB by
+        # default), not empty, and close() below aborts a connection whose buffer is not empty:
+        # the end of a large reply (a /metrics of megabytes) was cut off. With no watermark,
+        # drain() returns only when everything is handed to the kernel, within write_timeout.
+        writer.transport.set_write_buffer_limits(high=0)
         connection = _Connection(writer, time.monotonic())
         try:
             if self._admit(connection):

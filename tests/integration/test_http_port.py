@@ -371,3 +371,52 @@ def test_a_process_with_few_descriptors_keeps_serving_under_a_connection_flood()
             proc.kill()
         _, stderr = proc.communicate(timeout=10)
     assert "Traceback" not in stderr, stderr
+
+
+def test_a_multi_megabyte_response_arrives_whole() -> None:
+    """A large /metrics (a controller with thousands of profiles serves megabytes) reaches the
+    client byte for byte, whether the server closes the connection after it or keeps it open.
+
+    The kernel's send buffer is made small, as a slow network makes it in effect: the kernel
+    then takes the reply in small pieces, and its end still waits in the server's own buffer
+    when the server is done with the request (it was cut off there: up to 16 KiB short)."""
+    # Every byte position distinguishable, so a gap or a repeat would not compare equal.
+    body = b"".join(i.to_bytes(4, "big") for i in range(1024 * 1024))  # 4 MiB
+    server = HttpServer({"/big": lambda: Response(200, body)})
+
+    async def main() -> None:
+        port = await server.start("127.0.0.1", 0)
+        for listening in server.sockets:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        try:
+            for _ in range(3):
+                closed = await asyncio.to_thread(_fetch_slowly, port, 1, "close")
+                assert closed == [body]
+                kept = await asyncio.to_thread(_fetch_slowly, port, 2, "keep-alive")
+                assert kept == [body, body]
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def _fetch_slowly(port: int, requests: int, connection: str) -> list[bytes]:
+    """GET /big `requests` times on one connection with a small receive buffer; each body as
+    received (short if the connection ended early)."""
+    bodies = []
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        pending = b""
+        for _ in range(requests):
+            sock.sendall(f"GET /big HTTP/1.1\r\nConnection: {connection}\r\n\r\n".encode())
+            while b"\r\n\r\n" not in pending:
+                pending += sock.recv(4096)
+            head, _, pending = pending.partition(b"\r\n\r\n")
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            while len(pending) < length and (chunk := sock.recv(4096)):
+                pending += chunk
+            bodies.append(pending[:length])
+            pending = pending[length:]
+    return bodies
