@@ -1,0 +1,103 @@
+"""How the gate handler sends its releases: all of them, at most PARALLEL_WRITES at once, and
+none started once it stops leading. The controller is made by its one builder; its pod writes
+go to a fake that counts the calls in flight."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+from typing import Any
+
+from kubernetes import client
+
+from agent.api.keys import ProfileKey
+from agent.api.node_report import SHA_PREFIX, NodeReport
+from agent.controller.gated_pods import GATE, GatedPod
+from agent.controller.gates import PARALLEL_WRITES
+from agent.controller.main import Controller, ControllerIO, build_controller
+from agent.controller.profile_status import ProfileView
+from agent.controller.profile_statuses import RecordedProfileStatuses
+from agent.controller.settings import add_controller_arguments, build_controller_settings
+from agent.profiles.tenancy.compliance import PolicyContext
+from agent.runtime.events import RecordedEvents
+
+WEB = ProfileKey("default", "web")
+SHA = "a" * 64
+
+
+class SlowPodGates:
+    """Each release takes `seconds`, or until `unblock` is set; counts calls and the most in
+    flight at once."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.unblock = threading.Event()
+        self.released: list[str] = []
+        self.started = 0
+        self.most_at_once = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def release(self, pod: GatedPod, ops: list[dict[str, Any]]) -> bool:
+        with self._lock:
+            self.started += 1
+            self._in_flight += 1
+            self.most_at_once = max(self.most_at_once, self._in_flight)
+        if self.seconds:
+            time.sleep(self.seconds)
+        else:
+            self.unblock.wait(10)
+        with self._lock:
+            self._in_flight -= 1
+            self.released.append(pod.ref)
+        return True
+
+    def warn(self, pod: GatedPod, reason: str, message: str) -> None:
+        raise AssertionError(f"no pod here waits for a reason: {pod.ref}: {message}")
+
+
+def ready_controller(pods: SlowPodGates, count: int) -> Controller:
+    parser = argparse.ArgumentParser()
+    add_controller_arguments(parser)
+    settings = build_controller_settings(parser.parse_args(["--identity", "c-1"]), {})
+    io = ControllerIO(RecordedProfileStatuses(), pods, PolicyContext, RecordedEvents())
+    controller = build_controller(settings, client.ApiClient(client.Configuration()), io)
+    controller.state.replace_profiles([ProfileView(WEB, 1, SHA, uid="u-web")])
+    controller.state.replace_reports([NodeReport("n1", True, {WEB: SHA[:SHA_PREFIX]}, {})])
+    controller.state.replace_pods(
+        GatedPod(
+            "default", f"app-{i}", f"u-{i}", "7", time.time(), frozenset({WEB}), (GATE,), None, None
+        )
+        for i in range(count)
+    )
+    return controller
+
+
+def test_every_ready_pod_is_released_with_a_bounded_number_in_flight() -> None:
+    pods = SlowPodGates(seconds=0.01)
+    controller = ready_controller(pods, 4 * PARALLEL_WRITES)
+    asyncio.run(controller.gates.reconcile(time.time()))
+    assert sorted(pods.released) == sorted(f"default/app-{i}" for i in range(4 * PARALLEL_WRITES))
+    assert 1 < pods.most_at_once <= PARALLEL_WRITES
+    assert controller.gates.waiting_counts() == {}
+
+
+def test_no_release_starts_once_the_handler_is_cancelled() -> None:
+    pods = SlowPodGates()
+    controller = ready_controller(pods, 4 * PARALLEL_WRITES)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(controller.gates.reconcile(time.time()))
+        deadline = time.monotonic() + 10
+        while pods.started < PARALLEL_WRITES and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        pods.unblock.set()
+        await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+    assert pods.started == PARALLEL_WRITES
+    assert len(pods.released) == PARALLEL_WRITES
