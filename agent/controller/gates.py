@@ -14,11 +14,11 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from agent.api.keys import ProfileKey
-from agent.controller.gate_decision import ProfileReadiness, Release, decide, readiness
+from agent.controller.gate_decision import Decision, ProfileReadiness, Release, decide, readiness
 from agent.controller.gated_pods import GatedPod, release_patch
 from agent.controller.metrics import ControllerMetrics
 from agent.controller.state import ClusterState, waiting_counts
@@ -37,6 +37,12 @@ TICK_SECONDS = 1.0  # how often waiting pods are looked at again for the grace p
 # default 600 seats) with every other controller in the cluster.
 PARALLEL_WRITES = 32
 EVENT_REASON = "SeccompProfileNotReady"
+
+
+def decision_key(pod: GatedPod, now: float, grace_seconds: float) -> Hashable:
+    """Everything `gate_decision.decide` reads of a pod: pods equal in it get the same decision
+    in one pass. (A field `decide` starts to read belongs here too.)"""
+    return (pod.profiles, pod.pinned_nodes, now - pod.created < grace_seconds)
 
 
 class PodGates(Protocol):
@@ -110,10 +116,17 @@ class GateHandler:
         waiting: dict[str, frozenset[ProfileKey]] = {}
         releases: list[tuple[GatedPod, Release]] = []
         warnings: list[tuple[GatedPod, str]] = []
+        decisions: dict[Hashable, Decision] = {}
         for pod in pods:
             if self._patched.get(pod.uid) == pod.resource_version:
                 continue  # released; the watch has not shown the new version yet
-            decision = decide(pod, ready, nodes, now, self._grace)
+            # One decision per kind of pod, not per pod: deciding intersects sets of nodes, and a
+            # pass runs for every report that arrives, so deciding 1,000 pods one by one at 500
+            # nodes took half the controller's CPU while a change rolled out.
+            alike = decision_key(pod, now, self._grace)
+            decision = decisions.get(alike)
+            if decision is None:
+                decision = decisions[alike] = decide(pod, ready, nodes, now, self._grace)
             if isinstance(decision, Release):
                 releases.append((pod, decision))
                 continue

@@ -1,11 +1,12 @@
-"""How the gate handler sends its releases: all of them, at most PARALLEL_WRITES at once, and
-none started once it stops leading. The controller is made by its one builder; its pod writes
-go to a fake that counts the calls in flight."""
+"""How the gate handler sends its releases: all of them, at most PARALLEL_WRITES at once, none
+started once it stops leading, and decided once per kind of pod. The controller is made by its
+one builder; its pod writes go to fakes."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import threading
 import time
 from typing import Any
@@ -14,12 +15,18 @@ from kubernetes import client
 
 from agent.api.keys import ProfileKey
 from agent.api.node_report import SHA_PREFIX, NodeReport
-from agent.controller.gated_pods import GATE, GatedPod
-from agent.controller.gates import PARALLEL_WRITES
+from agent.controller.gate_decision import Release, Wait, decide, readiness
+from agent.controller.gated_pods import GATE, GatedPod, release_patch
+from agent.controller.gates import EVENT_REASON, PARALLEL_WRITES
 from agent.controller.main import Controller, ControllerIO, build_controller
+from agent.controller.pod_gates import RecordedPodGates
 from agent.controller.profile_status import ProfileView
 from agent.controller.profile_statuses import RecordedProfileStatuses
-from agent.controller.settings import add_controller_arguments, build_controller_settings
+from agent.controller.settings import (
+    DEFAULT_GRACE_SECONDS,
+    add_controller_arguments,
+    build_controller_settings,
+)
 from agent.profiles.tenancy.compliance import PolicyContext
 from agent.runtime.events import RecordedEvents
 
@@ -101,3 +108,63 @@ def test_no_release_starts_once_the_handler_is_cancelled() -> None:
     asyncio.run(scenario())
     assert pods.started == PARALLEL_WRITES
     assert len(pods.released) == PARALLEL_WRITES
+
+
+def test_pods_decided_together_get_what_each_would_get_alone() -> None:
+    """One decision per kind of pod in a pass (`decision_key`): the releases, narrowings and
+    Events are those of deciding every pod on its own."""
+    fast, slow, gone = (ProfileKey("default", n) for n in ("fast", "slow", "gone"))
+    views = [ProfileView(fast, 1, SHA, uid="u-fast"), ProfileView(slow, 1, SHA, uid="u-slow")]
+    reports = [
+        NodeReport("n1", True, {fast: SHA[:SHA_PREFIX], slow: SHA[:SHA_PREFIX]}, {}),
+        NodeReport("n2", True, {fast: SHA[:SHA_PREFIX]}, {}),
+        NodeReport("n3", True, {fast: SHA[:SHA_PREFIX], slow: SHA[:SHA_PREFIX]}, {}),
+    ]
+    now = time.time()
+    kinds = itertools.product(
+        (
+            frozenset({fast}),
+            frozenset({slow}),
+            frozenset({fast, slow}),
+            frozenset({gone}),
+            frozenset(),
+        ),
+        (None, frozenset({"n1"}), frozenset({"n2"})),
+        (1.0, 1.0, 500.0, 500.0),  # seconds waited: two alike within the grace period, two past it
+    )
+    pods = [
+        GatedPod("default", f"app-{i}", f"u-{i}", "7", now - age, profiles, (GATE,), None, pinned)
+        for i, (profiles, pinned, age) in enumerate(kinds)
+    ]
+    ready = {
+        k: readiness(k, next((v for v in views if v.key == k), None), reports)
+        for k in (fast, slow, gone)
+    }
+    nodes = frozenset({"n1", "n2", "n3"})
+    alone = {p.ref: decide(p, ready, nodes, now, DEFAULT_GRACE_SECONDS) for p in pods}
+
+    fakes = RecordedPodGates()
+    parser = argparse.ArgumentParser()
+    add_controller_arguments(parser)
+    settings = build_controller_settings(parser.parse_args(["--identity", "c-1"]), {})
+    io = ControllerIO(RecordedProfileStatuses(), fakes, PolicyContext, RecordedEvents())
+    controller = build_controller(settings, client.ApiClient(client.Configuration()), io)
+    controller.state.replace_profiles(views)
+    controller.state.replace_reports(reports)
+    controller.state.replace_pods(pods)
+    asyncio.run(controller.gates.reconcile(now))
+
+    by_ref = {p.ref: p for p in pods}
+    released = {
+        ref: release_patch(by_ref[ref], d.exclude)
+        for ref, d in alone.items()
+        if isinstance(d, Release)
+    }
+    warned = sorted(
+        (ref, EVENT_REASON, d.message)
+        for ref, d in alone.items()
+        if isinstance(d, Wait) and d.message
+    )
+    assert released and warned and len(released) + len(warned) < len(pods)  # all three kinds
+    assert fakes.released == released
+    assert sorted(fakes.events) == warned
