@@ -4,31 +4,25 @@ one builder; its pod writes go to fakes."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import dataclasses
 import itertools
 import threading
 import time
 from typing import Any
 
-from kubernetes import client
-
 from agent.api.keys import ProfileKey
 from agent.api.node_report import SHA_PREFIX, NodeReport
 from agent.controller.gate_decision import Release, Wait, decide, readiness
 from agent.controller.gated_pods import GATE, GatedPod, release_patch
-from agent.controller.gates import EVENT_REASON, PARALLEL_WRITES
-from agent.controller.main import Controller, ControllerIO, build_controller
+from agent.controller.gates import EVENT_REASON, PARALLEL_WRITES, PodGates
+from agent.controller.main import Controller
 from agent.controller.pod_gates import RecordedPodGates
 from agent.controller.profile_status import ProfileView
-from agent.controller.profile_statuses import RecordedProfileStatuses
 from agent.controller.settings import (
     DEFAULT_GRACE_SECONDS,
-    add_controller_arguments,
-    build_controller_settings,
 )
-from agent.profiles.tenancy.compliance import PolicyContext
-from agent.runtime.events import RecordedEvents
+from tests.unit.test_controller_decisions import Fakes
 
 WEB = ProfileKey("default", "web")
 SHA = "a" * 64
@@ -65,12 +59,24 @@ class SlowPodGates:
         raise AssertionError(f"no pod here waits for a reason: {pod.ref}: {message}")
 
 
+def controller_with(pods: PodGates) -> Controller:
+    """Made as the other controller tests make theirs (`Fakes`), its pod writes going to `pods`."""
+    fakes = Fakes()
+    fakes.io = dataclasses.replace(fakes.io, pods=pods)
+    return fakes.controller()
+
+
+def with_nodes(controller: Controller, names: list[str]) -> None:
+    """The Nodes the reports are about, where the controller counts only reports of real Nodes
+    (a state without Nodes counts every report)."""
+    replace_nodes = getattr(controller.state, "replace_nodes", None)
+    if replace_nodes is not None:
+        replace_nodes(names)
+
+
 def ready_controller(pods: SlowPodGates, count: int) -> Controller:
-    parser = argparse.ArgumentParser()
-    add_controller_arguments(parser)
-    settings = build_controller_settings(parser.parse_args(["--identity", "c-1"]), {})
-    io = ControllerIO(RecordedProfileStatuses(), pods, PolicyContext, RecordedEvents())
-    controller = build_controller(settings, client.ApiClient(client.Configuration()), io)
+    controller = controller_with(pods)
+    with_nodes(controller, ["n1"])
     controller.state.replace_profiles([ProfileView(WEB, 1, SHA, uid="u-web")])
     controller.state.replace_reports([NodeReport("n1", True, {WEB: SHA[:SHA_PREFIX]}, {})])
     controller.state.replace_pods(
@@ -144,11 +150,8 @@ def test_pods_decided_together_get_what_each_would_get_alone() -> None:
     alone = {p.ref: decide(p, ready, nodes, now, DEFAULT_GRACE_SECONDS) for p in pods}
 
     fakes = RecordedPodGates()
-    parser = argparse.ArgumentParser()
-    add_controller_arguments(parser)
-    settings = build_controller_settings(parser.parse_args(["--identity", "c-1"]), {})
-    io = ControllerIO(RecordedProfileStatuses(), fakes, PolicyContext, RecordedEvents())
-    controller = build_controller(settings, client.ApiClient(client.Configuration()), io)
+    controller = controller_with(fakes)
+    with_nodes(controller, sorted(nodes))
     controller.state.replace_profiles(views)
     controller.state.replace_reports(reports)
     controller.state.replace_pods(pods)
