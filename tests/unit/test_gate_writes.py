@@ -16,7 +16,7 @@ from agent.api.node_report import SHA_PREFIX, NodeReport
 from agent.controller.gate_decision import Release, Wait, decide, readiness
 from agent.controller.gated_pods import GATE, GatedPod, release_patch
 from agent.controller.gates import EVENT_REASON, PARALLEL_WRITES, PodGates
-from agent.controller.main import Controller
+from agent.controller.main import CONNECTIONS, WATCHES, Controller
 from agent.controller.pod_gates import RecordedPodGates
 from agent.controller.profile_status import ProfileView
 from agent.controller.settings import (
@@ -171,3 +171,12 @@ def test_pods_decided_together_get_what_each_would_get_alone() -> None:
     assert released and warned and len(released) + len(warned) < len(pods)  # all three kinds
     assert fakes.released == released
     assert sorted(fakes.events) == warned
+
+
+def test_the_connection_pool_holds_every_watch_and_every_write_in_flight() -> None:
+    """Above its size urllib3 opens and discards a connection per request: CONNECTIONS must
+    count every watch the controller runs (each holds a connection while it streams)."""
+    controller = controller_with(RecordedPodGates())
+    watches = [name for name in controller.supervisor.components if name.startswith("watch-")]
+    assert len(watches) == WATCHES
+    assert CONNECTIONS >= WATCHES + 1 + PARALLEL_WRITES  # the watches, the Lease, the releases
