@@ -280,11 +280,18 @@ class _ProfileFeed:
         self._architectures |= new
         self._state.expect_architectures(new)
 
+        def render() -> list[ProfileView]:
+            try:
+                return self._views.add_architectures(new)
+            except Exception:  # a bug: say so, and count the nodes rather than wait forever
+                log.exception("could not render profiles for new architectures")
+                return []
+
         def rendered(views: list[ProfileView]) -> None:
             self._put_all(views)
             self._state.rendered_architectures(new)
 
-        self._run(lambda: self._views.add_architectures(new), rendered)
+        self._run(render, rendered)
 
     def listed(self, bodies: list[Mapping[str, Any]]) -> None:
         self._run(lambda: self._views.replace(bodies), self._state.replace_profiles)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ from agent.profiles.compose import ResolvedBase
 from agent.profiles.render import render
 from agent.seccomp.syscalls import native_architecture
 from agent.validation.validate import ResolveBaseFn, validate_resource
+
+log = logging.getLogger(__name__)
 
 
 def profile_view(
@@ -85,6 +88,7 @@ class ProfileViews:
     # The other architectures the nodes report, and for each the views of the profiles that
     # render differently there (the bases their children are composed with, on that node).
     others: dict[str, dict[ProfileKey, ProfileView]] = field(default_factory=dict)
+    unrenderable: set[str] = field(default_factory=set)  # named by a report, unknown here
 
     def add_architectures(self, architectures: Iterable[str]) -> list[ProfileView]:
         """Nodes of these architectures appeared: the views that change for them."""
@@ -151,7 +155,19 @@ class ProfileViews:
             shas = []
             for architecture, views in sorted(self.others.items()):
                 resolve = functools.partial(self._resolve, key, architecture=architecture)
-                other = profile_view(body, resolve, architecture)
+                try:
+                    other = profile_view(body, resolve, architecture)
+                except Exception as exc:  # a report names an architecture we cannot render for
+                    if architecture not in self.unrenderable:  # said once, not per profile
+                        self.unrenderable.add(architecture)
+                        log.warning(
+                            "cannot render profiles for a node architecture; its nodes count "
+                            "as not holding profiles on built-in bases",
+                            extra={"architecture": architecture, "error": str(exc)[:200]},
+                        )
+                    views.pop(key, None)
+                    shas.append((architecture, None))
+                    continue
                 views[key] = other
                 shas.append((architecture, other.expected_sha))
             view = dataclasses.replace(view, per_architecture=True, other_architectures=tuple(shas))

@@ -146,3 +146,15 @@ def test_the_report_carries_the_architecture_and_reads_back() -> None:
 def test_a_view_from_plain_data_needs_no_architecture() -> None:
     view = ProfileView(ProfileKey(NS, "x"), 1, "a" * 64)
     assert view.expected_on(ARM) == view.expected_on(None) == "a" * 64
+
+
+def test_an_architecture_that_cannot_be_rendered_spoils_nothing_else() -> None:
+    """A report naming an architecture this controller does not know (a newer agent, a
+    hand-written report): its nodes count as not holding profiles on built-ins, and the other
+    architectures are rendered as before."""
+    views = views_for("SCMP_ARCH_NEW", ARM)
+    web = views.views[ProfileKey(NS, "web")]
+    assert web.expected_on("SCMP_ARCH_NEW") is None
+    assert web.expected_on(ARM) == node_sha(ARM, ON_DEFAULT, name="web")
+    assert views.put(ON_DEFAULT)[0].expected_on(ARM) == node_sha(ARM, ON_DEFAULT, name="web")
+    assert views.unrenderable == {"SCMP_ARCH_NEW"}
