@@ -152,7 +152,7 @@ class ProfileViews:
         resolve = functools.partial(self._resolve, key, architecture=self.native)
         view = profile_view(body, resolve, self.native)
         if self._on_builtin(key):
-            shas = []
+            shas: list[tuple[str, str | None]] = []
             for architecture, views in sorted(self.others.items()):
                 resolve = functools.partial(self._resolve, key, architecture=architecture)
                 try:
