@@ -238,7 +238,7 @@ def _watches(api: client.ApiClient, state: ClusterState) -> list[ListWatch]:
             # Names only: which Nodes exist is all the controller asks of them, and a Node's
             # full body (images, conditions) is kilobytes, rewritten by its kubelet.
             metadata_only=True,
-            on_list=lambda names: state.replace_nodes(names),
+            on_list=state.replace_nodes,
             on_event=lambda kind, name: (
                 state.drop_node(name) if kind == "DELETED" else state.put_node(name)
             ),

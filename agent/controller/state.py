@@ -7,8 +7,8 @@ view.
 
 Only reports whose Node exists count (`counted_reports`): a SeccompNodeStatus left by a deleted
 Node, or written by an agent run outside any node, must not hold a pod back or lower READY. The
-controller learns of Nodes from a metadata-only watch (names only, a few hundred bytes an
-event), since a report can outlive its Node (created before the Node, so without an owner) or
+controller learns of Nodes from a watch of their metadata only (not the status a kubelet
+rewrites), since a report can outlive its Node (created before the Node, so without an owner) or
 come before it.
 """
 
