@@ -19,7 +19,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from agent.kube.client import REQUEST_TIMEOUT
-from agent.kube.pager import list_pages
+from agent.kube.pager import METADATA_ONLY, list_pages
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,12 @@ WATCH_SECONDS = 60
 # counted from the window's end.
 WATCH_TIMEOUT: Final = (REQUEST_TIMEOUT[0], WATCH_SECONDS + REQUEST_TIMEOUT[1])
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
+# A metadata-only watch names the type of each event's object, not a list's: asked with the
+# list's type, the watch delivered no event at all and the client raised no error (tried on
+# the test control plane), so a Node watch would have been silently empty.
+METADATA_ONLY_EVENTS: Final = {
+    "Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+}
 
 
 class ListWatch:
@@ -45,13 +51,19 @@ class ListWatch:
         on_event: Callable[[str, Any], None],
         *,
         field_selector: str | None = None,
+        metadata_only: bool = False,
         transform: Callable[[Obj], Any] | None = None,
     ) -> None:
+        """`metadata_only`: objects come as their metadata alone (PartialObjectMetadata)."""
         self.name = name
         self._list = list_call
         self._on_list = on_list
         self._on_event = on_event
-        self._selector = {"field_selector": field_selector} if field_selector else {}
+        self._selector: dict[str, Any] = (
+            {"field_selector": field_selector} if field_selector else {}
+        )
+        self._list_headers = {"_headers": METADATA_ONLY} if metadata_only else {}
+        self._watch_headers = {"_headers": METADATA_ONLY_EVENTS} if metadata_only else {}
         # Runs in the watch thread, so per-object work (validation) stays off the loop.
         self._transform = transform
         self.failures = 0
@@ -99,7 +111,7 @@ class ListWatch:
 
     def _list_once(self, loop: asyncio.AbstractEventLoop) -> str:
         items, version = [], ""
-        for page in list_pages(self._list, **self._selector):
+        for page in list_pages(self._list, **self._selector, **self._list_headers):
             items += [self._prepare(item) for item in page.items]
             version = page.resource_version
         loop.call_soon_threadsafe(self._on_list, items)
@@ -111,6 +123,7 @@ class ListWatch:
         stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
             self._list,
             **self._selector,
+            **self._watch_headers,
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=WATCH_SECONDS,

@@ -14,6 +14,11 @@ from typing import Any, Final, NamedTuple
 from agent.kube.client import REQUEST_TIMEOUT
 
 PAGE_SIZE: Final = 500
+# Headers (`_headers=`) that ask a listing for its objects' metadata alone: its size then does
+# not grow with the objects' specs and statuses. (A watch names another type: `list_watch`.)
+METADATA_ONLY: Final = {
+    "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+}
 
 
 class Page(NamedTuple):

@@ -13,13 +13,9 @@ from agent.api.keys import ProfileKey, profile_key
 from agent.api.model import API_GROUP, API_VERSION, PLURAL
 from agent.api.pod_refs import profiles_used_by
 from agent.kube.client import REQUEST_TIMEOUT
-from agent.kube.pager import list_items
+from agent.kube.pager import METADATA_ONLY, list_items
 from agent.node.resync import PodRefs
 from agent.node.worker import ObjectVersion
-
-# Only the keys are needed: ask for metadata alone, so a listing's size does not grow with the
-# profiles' specs (an object can be 1.5 MB; 500 of them in one page would be 750 MB of JSON).
-METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
 
 def list_profile_versions(
@@ -28,6 +24,7 @@ def list_profile_versions(
     """Every SeccompProfile in `namespaces` (all namespaces when empty), with uid and
     resourceVersion. Page by page, keeping only metadata: memory stays flat at any size."""
     custom = client.CustomObjectsApi(api)
+    # Only the keys are needed: a profile can be 1.5 MB, and 500 in one page would be 750 MB.
     scopes: list[tuple[Callable[..., Any], tuple[str, ...]]] = [
         (custom.list_namespaced_custom_object, (API_GROUP, API_VERSION, namespace, PLURAL))
         for namespace in namespaces

@@ -51,8 +51,9 @@ async def serve(settings: Settings) -> None:
         expected=api_unavailable,
     )
     catalog = ProfileCatalog()
+    architecture = native_architecture()
     publisher = NodeStatusPublisher(
-        api, settings.node_name, lambda: catalog.report(settings.node_name)
+        api, settings.node_name, lambda: catalog.report(settings.node_name, architecture)
     )
     background: set[asyncio.Task[None]] = set()
 
@@ -64,7 +65,7 @@ async def serve(settings: Settings) -> None:
     with Compiler() as compiler:
         agent = NodeAgent(
             node_name=settings.node_name,
-            architectures=[native_architecture()],
+            architectures=[architecture],
             catalog=catalog,
             store=store,
             metrics=metrics,
