@@ -96,7 +96,14 @@ class NodeAgent:
         )
         self.profiles = ProfileWorker(
             intake=self.intake,
-            validator=Validator(catalog, architectures, compile_profile, self.validation_lanes),
+            validator=Validator(
+                catalog,
+                architectures,
+                compile_profile,
+                self.validation_lanes,
+                # A key that cannot name a file is never read (it comes back Invalid).
+                on_disk=lambda key: store.read(key.namespace, key.name) if key.is_valid else None,
+            ),
             catalog=catalog,
             get_profile=get_profile,
             retries=self.compile_retries,
