@@ -20,6 +20,17 @@ from agent.node.agent import NodeAgent
 LIST_CHUNK_SIZE = 10
 
 
+class _NoEssence(kopf.AnnotationsDiffBaseStorage):
+    """kopf computes each event's "essence" (a deep copy of the body, minus system fields) to
+    tell changes apart for on.create/on.update handlers. The agent has only on.event handlers,
+    which never look at it: building none saves a deep copy of every profile at a cold start
+    (about 5% of its CPU). kopf stores an essence only after on.create/on.update handlers, so
+    nothing is written to objects, with this storage or the default."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+
 def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -28,6 +39,7 @@ def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.Op
         settings.posting.enabled = False  # our own Events only, written for people
         settings.peering.standalone = True
         settings.peering.mandatory = False
+        settings.persistence.diffbase_storage = _NoEssence()
         # Bounded concurrency: a cold start lists thousands of objects at once, and unbounded
         # per-object workers would make memory grow with the cluster. Each only hands its
         # body to the agent and leaves soon after, so a bounded pool still moves quickly.
