@@ -19,7 +19,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from agent.kube.client import REQUEST_TIMEOUT
-from agent.kube.pager import list_pages
+from agent.kube.pager import PAGE_SIZE, list_pages
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,12 @@ BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 class ListWatch:
     """`run()` until cancelled; `on_list(items)` replaces the state, `on_event(type, obj)`
-    updates it. Both are called on the event loop, in order."""
+    updates it. Both are called on the event loop, in order.
+
+    With `listing_in_pages`, `on_list` is called once per page of a listing instead, as it
+    arrives: then it means "these objects exist", and a consumer that must notice objects gone
+    between two listings has to compare them itself. Memory holds one page, not the listing.
+    """
 
     def __init__(
         self,
@@ -46,6 +51,8 @@ class ListWatch:
         *,
         field_selector: str | None = None,
         transform: Callable[[Obj], Any] | None = None,
+        page_size: int = PAGE_SIZE,
+        listing_in_pages: bool = False,
     ) -> None:
         self.name = name
         self._list = list_call
@@ -54,6 +61,8 @@ class ListWatch:
         self._selector = {"field_selector": field_selector} if field_selector else {}
         # Runs in the watch thread, so per-object work (validation) stays off the loop.
         self._transform = transform
+        self._page_size = page_size
+        self._in_pages = listing_in_pages
         self.failures = 0
 
     async def run(self) -> None:
@@ -99,10 +108,15 @@ class ListWatch:
 
     def _list_once(self, loop: asyncio.AbstractEventLoop) -> str:
         items, version = [], ""
-        for page in list_pages(self._list, **self._selector):
-            items += [self._prepare(item) for item in page.items]
+        for page in list_pages(self._list, page_size=self._page_size, **self._selector):
+            prepared = [self._prepare(item) for item in page.items]
             version = page.resource_version
-        loop.call_soon_threadsafe(self._on_list, items)
+            if self._in_pages:
+                loop.call_soon_threadsafe(self._on_list, prepared)
+            else:
+                items += prepared
+        if not self._in_pages:
+            loop.call_soon_threadsafe(self._on_list, items)
         return version
 
     def _watch_once(
