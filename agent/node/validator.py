@@ -136,7 +136,7 @@ def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """kopf hands out mapping views; validation wants plain dicts and lists."""
+    """Bodies may be mapping views; validation wants plain dicts and lists."""
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
