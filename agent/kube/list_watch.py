@@ -19,7 +19,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from agent.kube.client import REQUEST_TIMEOUT
-from agent.kube.pager import METADATA_ONLY, list_pages
+from agent.kube.pager import METADATA_ONLY, PAGE_SIZE, list_pages
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,12 @@ METADATA_ONLY_EVENTS: Final = {
 
 class ListWatch:
     """`run()` until cancelled; `on_list(items)` replaces the state, `on_event(type, obj)`
-    updates it. Both are called on the event loop, in order."""
+    updates it. Both are called on the event loop, in order.
+
+    With `listing_in_pages`, `on_list` is called once per page of a listing instead, as it
+    arrives: then it means "these objects exist", and a consumer that must notice objects gone
+    between two listings has to compare them itself. Memory holds one page, not the listing.
+    """
 
     def __init__(
         self,
@@ -53,6 +58,8 @@ class ListWatch:
         field_selector: str | None = None,
         metadata_only: bool = False,
         transform: Callable[[Obj], Any] | None = None,
+        page_size: int = PAGE_SIZE,
+        listing_in_pages: bool = False,
     ) -> None:
         """`metadata_only`: objects come as their metadata alone (PartialObjectMetadata)."""
         self.name = name
@@ -66,6 +73,8 @@ class ListWatch:
         self._watch_headers = {"_headers": METADATA_ONLY_EVENTS} if metadata_only else {}
         # Runs in the watch thread, so per-object work (validation) stays off the loop.
         self._transform = transform
+        self._page_size = page_size
+        self._in_pages = listing_in_pages
         self.failures = 0
 
     async def run(self) -> None:
@@ -111,10 +120,18 @@ class ListWatch:
 
     def _list_once(self, loop: asyncio.AbstractEventLoop) -> str:
         items, version = [], ""
-        for page in list_pages(self._list, **self._selector, **self._list_headers):
-            items += [self._prepare(item) for item in page.items]
+        pages = list_pages(
+            self._list, page_size=self._page_size, **self._selector, **self._list_headers
+        )
+        for page in pages:
+            prepared = [self._prepare(item) for item in page.items]
             version = page.resource_version
-        loop.call_soon_threadsafe(self._on_list, items)
+            if self._in_pages:
+                loop.call_soon_threadsafe(self._on_list, prepared)
+            else:
+                items += prepared
+        if not self._in_pages:
+            loop.call_soon_threadsafe(self._on_list, items)
         return version
 
     def _watch_once(

@@ -3,6 +3,7 @@ exist (for the initial sync and the periodic resync) and the profiles this node'
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,20 +24,28 @@ def list_profile_versions(
 ) -> dict[ProfileKey, ObjectVersion]:
     """Every SeccompProfile in `namespaces` (all namespaces when empty), with uid and
     resourceVersion. Page by page, keeping only metadata: memory stays flat at any size."""
-    custom = client.CustomObjectsApi(api)
-    # Only the keys are needed: a profile can be 1.5 MB, and 500 in one page would be 750 MB.
-    scopes: list[tuple[Callable[..., Any], tuple[str, ...]]] = [
-        (custom.list_namespaced_custom_object, (API_GROUP, API_VERSION, namespace, PLURAL))
-        for namespace in namespaces
-    ] or [(custom.list_cluster_custom_object, (API_GROUP, API_VERSION, PLURAL))]
     versions: dict[ProfileKey, ObjectVersion] = {}
-    for list_call, args in scopes:
-        for item in list_items(list_call, *args, _headers=METADATA_ONLY):
+    for list_call in profile_list_calls(api, namespaces):
+        for item in list_items(list_call, _headers=METADATA_ONLY):
             meta = item["metadata"]
             versions[profile_key(item)] = ObjectVersion(
                 meta.get("uid", ""), meta.get("resourceVersion", "")
             )
     return versions
+
+
+def profile_list_calls(
+    api: client.ApiClient, namespaces: Iterable[str]
+) -> list[Callable[..., Any]]:
+    """The list call of SeccompProfiles per namespace in `namespaces`, or one for all of them
+    (when empty): for listing, and for watching from a listing's version."""
+    custom = client.CustomObjectsApi(api)
+    return [
+        functools.partial(
+            custom.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL
+        )
+        for namespace in namespaces
+    ] or [functools.partial(custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL)]
 
 
 def get_profile(api: client.ApiClient, key: ProfileKey) -> dict[str, Any] | None:
