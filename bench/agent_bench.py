@@ -2,8 +2,12 @@
 
 Run from the repository root:
     python -m bench.agent_bench [--cluster-dir DIR] [--changes 200] [--cold 1000,10000]
-                                [--idle-seconds 60] [--json]
+                                [--idle-seconds 60] [--py-spy DIR] [--json]
 Without --cluster-dir it starts a control plane for the run (tests/cluster/up) and stops it.
+`--changes 0` and `--idle-seconds 0` skip those parts (to measure only cold starts). Each cold
+start is followed by a restart on the same disk (an upgrade's common case: every file already
+there). `--py-spy DIR` samples each cold start's agent with py-spy (installed separately: it is
+no dependency of the project) and leaves its collapsed stacks in DIR.
 Figures are printed, never asserted: this is a measurement, not a test.
 """
 
@@ -11,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,51 +102,103 @@ def drift_latency(path: Path, repairs: int) -> list[float]:
     return samples
 
 
-def cold_start(cluster: Cluster, work: Path, count: int) -> dict[str, Any]:
-    """Agent start -> every file on disk (its /readyz turns 200 only then), and peak RSS."""
+def cold_start(
+    cluster: Cluster, work: Path, count: int, py_spy: Path | None = None
+) -> dict[str, Any]:
+    """Agent start -> every file on disk (its /readyz turns 200 only then), and peak RSS; then
+    the same agent restarted on the same disk."""
     namespace = new_namespace(cluster, f"bench-cold{count}")
     started = time.perf_counter()
     create_profiles(api(cluster), namespace, count)
     created = time.perf_counter() - started
     root = work / f"cold{count}"
+    try:
+        result = _timed_start(cluster, work, root, namespace, count, "empty", py_spy, resync=True)
+        on_disk = len(list((root / "seccomp-sync" / namespace).glob("*.json")))
+        restart = _timed_start(cluster, work, root, namespace, count, "restart", py_spy)
+        return {
+            "profiles": count,
+            "files_on_disk": on_disk,
+            **result,
+            "restart": restart,
+            "create_objects_seconds": round(created, 1),
+        }
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def _timed_start(
+    cluster: Cluster,
+    work: Path,
+    root: Path,
+    namespace: str,
+    count: int,
+    label: str,
+    py_spy: Path | None,
+    resync: bool = False,
+) -> dict[str, Any]:
     agent = AgentProcess(
         cluster,
         f"cold-node-{count}",
         root,
-        work / f"cold{count}.log",
+        work / f"cold{count}-{label}.log",
         "--namespace",
         namespace,
         "--resync-seconds",
-        str(RESYNC_SECONDS),
+        str(RESYNC_SECONDS if resync else 3600.0),
     )
     begin = time.perf_counter()
     agent.start()
+    assert agent.process is not None
+    sampler = _sample(agent.process.pid, py_spy / f"cold{count}-{label}.txt") if py_spy else None
     try:
         agent.wait_ready(timeout=600)
         elapsed = time.perf_counter() - begin
-        resync = resync_cost(cluster, agent)
-        on_disk = len(list((root / "seccomp-sync" / namespace).glob("*.json")))
-        assert agent.process is not None
         agent_stats = process_tree_stats(agent.process.pid, children=False)
         worker_stats = process_tree_stats(agent.process.pid, children=True)
-        return {
-            "profiles": count,
-            "files_on_disk": on_disk,
+        result: dict[str, Any] = {
             "seconds_to_ready": round(elapsed, 2),
             "agent_peak_rss_mb": round(agent_stats["peak_rss_mb"], 1),
             "compile_worker_peak_rss_mb": round(worker_stats["peak_rss_mb"], 1),
             "agent_cpu_seconds": round(agent_stats["cpu_seconds"], 2),
-            "create_objects_seconds": round(created, 1),
-            "resync": resync,
-            "agent_errors": [
-                line.get("msg", "") + " " + str(line.get("error", ""))
-                for line in agent.log_lines()
-                if line.get("level") == "error"
-            ][:5],
+            "files_written": agent.metric("seccomp_sync_files_written_total"),
         }
+        if resync:
+            result["resync"] = resync_cost(cluster, agent)
+        result["agent_errors"] = [
+            line.get("msg", "") + " " + str(line.get("error", ""))
+            for line in agent.log_lines()
+            if line.get("level") == "error"
+        ][:5]
+        return result
     finally:
         agent.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+        if sampler is not None:
+            sampler.wait(60)
+
+
+def _sample(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the agent (and its compile worker) until it exits: collapsed stacks."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--threads",
+            "--rate",
+            "50",
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 RESYNC_SECONDS = 4.0
@@ -238,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--cold", default="1000,10000", help="profile counts for cold starts")
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--py-spy", type=Path, help="sample cold starts with py-spy into DIR")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
@@ -246,11 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         control_plane(args.cluster_dir) as cluster,
     ):
         work = Path(tmp)
-        results.update(apply_latency(cluster, work, args.changes))
+        if args.changes > 0:
+            results.update(apply_latency(cluster, work, args.changes))
         results["cold_start"] = [
-            cold_start(cluster, work, int(n)) for n in args.cold.split(",") if n
+            cold_start(cluster, work, int(n), args.py_spy) for n in args.cold.split(",") if n
         ]
-        results["idle"] = idle_cost(cluster, work, args.idle_seconds)
+        if args.idle_seconds > 0:
+            results["idle"] = idle_cost(cluster, work, args.idle_seconds)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -259,29 +320,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    rows = [
-        (
-            "apply-to-disk latency",
-            "p50 / p99 ms",
-            f"{results['apply_to_disk']['p50_ms']} / {results['apply_to_disk']['p99_ms']}"
-            f"  (over {results['apply_to_disk']['changes']} changes)",
-        ),
-        (
-            "drift repair latency",
-            "p50 / p99 ms",
-            f"{results['drift_repair']['p50_ms']} / {results['drift_repair']['p99_ms']}",
-        ),
-    ]
-    for cold in results["cold_start"]:
+    rows: list[tuple[str, str, str]] = []
+    if "apply_to_disk" in results:
+        latency, drift = results["apply_to_disk"], results["drift_repair"]
         rows.append(
             (
-                f"cold start, {cold['profiles']} profiles",
-                "s to ready / agent peak RSS",
-                f"{cold['seconds_to_ready']} s / {cold['agent_peak_rss_mb']} MB "
-                f"(+ compile worker {cold['compile_worker_peak_rss_mb']} MB; "
-                f"{cold['files_on_disk']} files)",
+                "apply-to-disk latency",
+                "p50 / p99 ms",
+                f"{latency['p50_ms']} / {latency['p99_ms']}  (over {latency['changes']} changes)",
             )
         )
+        rows.append(
+            ("drift repair latency", "p50 / p99 ms", f"{drift['p50_ms']} / {drift['p99_ms']}")
+        )
+    for cold in results["cold_start"]:
+        for label, run in (("cold start", cold), ("restart", cold["restart"])):
+            rows.append(
+                (
+                    f"{label}, {cold['profiles']} profiles",
+                    "s to ready / agent peak RSS",
+                    f"{run['seconds_to_ready']} s / {run['agent_peak_rss_mb']} MB "
+                    f"(+ compile worker {run['compile_worker_peak_rss_mb']} MB; "
+                    f"{run['agent_cpu_seconds']} CPU-s; {run['files_written']:.0f} files written)",
+                )
+            )
         rows.append(
             (
                 f"periodic resync, {cold['profiles']} profiles",
@@ -291,16 +353,17 @@ def print_table(results: dict[str, Any]) -> None:
                 f"{cold['resync']['profile_gets_per_resync']} GETs per resync (nothing changed)",
             )
         )
-    idle = results["idle"]
-    rows.append(
-        (
-            "idle cost",
-            "CPU s/min / API req/min",
-            f"{idle['agent_cpu_seconds_per_minute']} / "
-            f"{idle['seccomp_resource_requests_per_minute']} on seccomp-sync resources"
-            f"  (profile LISTs while idle: {idle['profile_lists_during_idle']:.0f})",
+    if "idle" in results:
+        idle = results["idle"]
+        rows.append(
+            (
+                "idle cost",
+                "CPU s/min / API req/min",
+                f"{idle['agent_cpu_seconds_per_minute']} / "
+                f"{idle['seccomp_resource_requests_per_minute']} on seccomp-sync resources"
+                f"  (profile LISTs while idle: {idle['profile_lists_during_idle']:.0f})",
+            )
         )
-    )
     width = max(len(r[0]) for r in rows)
     unit_width = max(len(r[1]) for r in rows)
     for name, unit, value in rows:

@@ -3,6 +3,11 @@
 Compact on purpose: one object per node holds every profile, so its size bounds what an
 agent writes and what the aggregator reads. Installed profiles are one short string each;
 only profiles with a problem carry a reason and a message.
+
+A node also says which architecture it is (an SCMP_ARCH_* name): a profile built on a built-in
+base (`runtime/default@...`) is flattened for the node's architecture, so what a node of
+another architecture holds has another hash. Agents before this field report none; the
+controller reads that as its own architecture, which is what it assumed of every node then.
 """
 
 from __future__ import annotations
@@ -51,10 +56,15 @@ class NodeReport:
     synced: bool
     installed: Mapping[ProfileKey, str]  # key -> sha256 prefix on disk
     problems: Mapping[ProfileKey, Problem]
+    architecture: str | None = None  # SCMP_ARCH_*; None from an agent that predates the field
+    uid: str = ""  # of the SeccompNodeStatus object, for Events about it
 
 
 def build_status(
-    node: str, synced: bool, statuses: Iterable[tuple[ProfileKey, NodeProfileStatus]]
+    node: str,
+    synced: bool,
+    statuses: Iterable[tuple[ProfileKey, NodeProfileStatus]],
+    architecture: str | None = None,
 ) -> dict[str, Any]:
     """The `status` of a SeccompNodeStatus for this node. Deterministic, for change detection."""
     installed: list[str] = []
@@ -78,19 +88,23 @@ def build_status(
                 "message": _clip(status.message or ""),
             }
         )
-    return {
-        "nodeName": node,
-        "synced": synced,
-        "counts": counts,
-        "installed": installed,
-        "problems": problems,
-        "problemsTruncated": truncated,
-    }
+    report: dict[str, Any] = {"nodeName": node}
+    if architecture is not None:
+        report["architecture"] = architecture
+    report.update(
+        synced=synced,
+        counts=counts,
+        installed=installed,
+        problems=problems,
+        problemsTruncated=truncated,
+    )
+    return report
 
 
-def parse_status(node: str, status: Mapping[str, Any] | None) -> NodeReport:
+def parse_status(node: str, status: Mapping[str, Any] | None, uid: str = "") -> NodeReport:
     """Read a SeccompNodeStatus back. Malformed entries are skipped, never fatal."""
     status = status or {}
+    architecture = status.get("architecture")
     installed: dict[ProfileKey, str] = {}
     for entry in status.get("installed") or []:
         ref, _, sha = str(entry).rpartition("@")
@@ -108,7 +122,14 @@ def parse_status(node: str, status: Mapping[str, Any] | None) -> NodeReport:
             problems[key] = Problem(
                 state, str(entry.get("reason", "")), str(entry.get("message", ""))
             )
-    return NodeReport(node, bool(status.get("synced")), installed, problems)
+    return NodeReport(
+        node,
+        bool(status.get("synced")),
+        installed,
+        problems,
+        architecture if isinstance(architecture, str) and architecture else None,
+        uid,
+    )
 
 
 def _clip(text: str) -> str:

@@ -102,7 +102,7 @@ class StatusAggregator:
                 await self._dirty.wake.wait()
                 await asyncio.sleep(DEBOUNCE_SECONDS)  # batch a burst of reports into one pass
                 self._dirty.wake.clear()
-                if self._state.profiles_listed and self._state.reports_listed:
+                if self._state.countable:
                     await self._flush()
                 else:
                     self._dirty.everything = True
@@ -134,7 +134,7 @@ class StatusAggregator:
 
     async def _write_statuses(self, keys: set[ProfileKey]) -> None:
         views = dict(self._state.profiles)
-        reports = dict(self._state.reports)
+        reports = self._state.counted_reports()
         waiting = dict(self._waiting())
         keys &= set(views)
         previous = {key: self._written.get(key) or {} for key in keys}

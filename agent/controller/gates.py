@@ -108,11 +108,12 @@ class GateHandler:
         """One pass over every gated pod."""
         pods = list(self._state.pods.values())
         names = {key for pod in pods for key in pod.profiles}
-        reports = list(self._state.reports.values())
+        counted = self._state.counted_reports()
+        reports = list(counted.values())
         ready: dict[ProfileKey, ProfileReadiness] = {
             key: readiness(key, self._state.profiles.get(key), reports) for key in names
         }
-        nodes = frozenset(self._state.reports)
+        nodes = frozenset(counted)
         waiting: dict[str, frozenset[ProfileKey]] = {}
         releases: list[tuple[GatedPod, Release]] = []
         warnings: list[tuple[GatedPod, str]] = []

@@ -22,7 +22,14 @@ from typing import Any, Final
 from kubernetes import client
 
 from agent.api.keys import ProfileKey, profile_key
-from agent.api.model import API_GROUP, API_VERSION, KIND, NODE_STATUS_PLURAL, PLURAL
+from agent.api.model import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    NODE_STATUS_KIND,
+    NODE_STATUS_PLURAL,
+    PLURAL,
+)
 from agent.api.node_report import NodeReport, parse_status
 from agent.controller.aggregator import PARALLEL_WRITES as STATUS_WRITES
 from agent.controller.aggregator import DirtyProfiles, ProfileStatuses, StatusAggregator
@@ -30,6 +37,7 @@ from agent.controller.gated_pods import GatedPod, gated_pod
 from agent.controller.gates import PARALLEL_WRITES as RELEASE_WRITES
 from agent.controller.gates import GateHandler, PodGates
 from agent.controller.metrics import ControllerMetrics
+from agent.controller.nodeless import NodelessReports
 from agent.controller.pod_gates import COMPONENT, ApiPodGates
 from agent.controller.policy_report import PolicyReporter, read_policies
 from agent.controller.profile_status import ProfileView
@@ -70,6 +78,7 @@ class ControllerIO:
     pods: PodGates
     policies: Callable[[], PolicyContext]  # read: the tenant policies and namespace labels
     profile_events: EventSink  # policy violations, on the profile
+    report_events: EventSink  # a node report without a Node, on the SeccompNodeStatus
 
 
 def api_io(api: client.ApiClient, identity: str) -> ControllerIO:
@@ -81,6 +90,14 @@ def api_io(api: client.ApiClient, identity: str) -> ControllerIO:
             api,
             api_version=f"{API_GROUP}/{API_VERSION}",
             kind=KIND,
+            instance=identity,
+            component=COMPONENT,
+            role="controller",
+        ),
+        report_events=EventRecorder(
+            api,
+            api_version=f"{API_GROUP}/{API_VERSION}",
+            kind=NODE_STATUS_KIND,
             instance=identity,
             component=COMPONENT,
             role="controller",
@@ -122,6 +139,7 @@ def build_controller(
     aggregator = StatusAggregator(
         state, dirty, io.statuses, metrics, waiting=gates.waiting_counts, report=policies.report
     )
+    nodeless = NodelessReports(state, io.report_events, metrics)
 
     async def lead() -> None:
         # Both or neither: if one fails, the group cancels the other and the elector steps down.
@@ -129,6 +147,7 @@ def build_controller(
             group.create_task(aggregator.run(), name="aggregator")
             group.create_task(gates.run(), name="gates")
             group.create_task(policies.run(), name="tenant-policies")
+            group.create_task(nodeless.run(), name="nodeless-reports")
 
     elector = LeaderElector(
         api,
@@ -232,6 +251,7 @@ async def _serve_http(http: HttpServer, settings: ControllerSettings) -> None:
 def _watches(api: client.ApiClient, state: ClusterState) -> list[ListWatch]:
     custom = client.CustomObjectsApi(api)
     profiles = _ProfileFeed(state)
+    reports = _ReportFeed(state, profiles)
     return [
         ListWatch(
             "profiles",
@@ -244,9 +264,21 @@ def _watches(api: client.ApiClient, state: ClusterState) -> list[ListWatch]:
             functools.partial(
                 custom.list_cluster_custom_object, API_GROUP, API_VERSION, NODE_STATUS_PLURAL
             ),
-            on_list=state.replace_reports,
-            on_event=lambda kind, report: _report_event(state, kind, report),
+            on_list=reports.listed,
+            on_event=reports.event,
             transform=_report,
+        ),
+        ListWatch(
+            "nodes",
+            client.CoreV1Api(api).list_node,
+            # Names only: which Nodes exist is all the controller asks of them, and a Node's
+            # full body (images, conditions) is kilobytes, rewritten by its kubelet.
+            metadata_only=True,
+            on_list=state.replace_nodes,
+            on_event=lambda kind, name: (
+                state.drop_node(name) if kind == "DELETED" else state.put_node(name)
+            ),
+            transform=_name,
         ),
         ListWatch(
             "pods",
@@ -273,6 +305,29 @@ class _ProfileFeed:
         self._state = state
         self._views = ProfileViews()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="profile-views")
+        self._architectures = {self._views.native}  # asked for so far (on the loop)
+
+    def architectures(self, seen: set[str]) -> None:
+        """Reports name these architectures: render the views for the new ones. Until done,
+        the state counts nothing (a node would look Outdated for a moment)."""
+        new = seen - self._architectures
+        if not new:
+            return
+        self._architectures |= new
+        self._state.expect_architectures(new)
+
+        def render() -> list[ProfileView]:
+            try:
+                return self._views.add_architectures(new)
+            except Exception:  # a bug: say so, and count the nodes rather than wait forever
+                log.exception("could not render profiles for new architectures")
+                return []
+
+        def rendered(views: list[ProfileView]) -> None:
+            self._put_all(views)
+            self._state.rendered_architectures(new)
+
+        self._run(render, rendered)
 
     def listed(self, bodies: list[Mapping[str, Any]]) -> None:
         self._run(lambda: self._views.replace(bodies), self._state.replace_profiles)
@@ -312,16 +367,34 @@ class _ProfileFeed:
         self._thread.submit(in_thread)
 
 
+class _ReportFeed:
+    """Node reports from the watch -> the cluster state, and their architectures -> the
+    profile views, which must be rendered for each architecture a node has."""
+
+    def __init__(self, state: ClusterState, profiles: _ProfileFeed) -> None:
+        self._state = state
+        self._profiles = profiles
+
+    def listed(self, reports: list[NodeReport]) -> None:
+        self._profiles.architectures({r.architecture for r in reports if r.architecture})
+        self._state.replace_reports(reports)
+
+    def event(self, kind: str, report: NodeReport) -> None:
+        if kind == "DELETED":
+            self._state.drop_report(report.node)
+            return
+        if report.architecture:
+            self._profiles.architectures({report.architecture})
+        self._state.put_report(report)
+
+
 def _report(obj: Mapping[str, Any]) -> NodeReport:
-    name = str((obj.get("metadata") or {}).get("name", ""))
-    return parse_status(name, obj.get("status"))
+    meta = obj.get("metadata") or {}
+    return parse_status(str(meta.get("name", "")), obj.get("status"), str(meta.get("uid", "")))
 
 
-def _report_event(state: ClusterState, kind: str, report: NodeReport) -> None:
-    if kind == "DELETED":
-        state.drop_report(report.node)
-    else:
-        state.put_report(report)
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
 
 
 def _pod(obj: Mapping[str, Any]) -> tuple[str, GatedPod | None]:

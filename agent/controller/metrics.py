@@ -52,6 +52,11 @@ class ControllerMetrics:
             "profile stored before the policy (the API server refuses new ones).",
             PROFILE,
         )
+        self.nodeless_reports = series.gauge(
+            "nodeless_reports",
+            "SeccompNodeStatus objects whose Node does not exist; they count for no profile "
+            "(leader only).",
+        )
         self.gated_oldest = series.gauge(
             "gated_pod_oldest_wait_seconds",
             "How long the longest-waiting gated pod has existed (0 when none waits).",

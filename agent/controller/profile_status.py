@@ -1,14 +1,16 @@
 """Aggregate the node reports into a SeccompProfile's status and its Ready condition.
 
 Pure: the leader calls it with what it has read; tests call it with plain data.
-Expected nodes are the nodes that run an agent, i.e. that have a SeccompNodeStatus. A node that
-is deleted loses its SeccompNodeStatus (owner reference, garbage collection) and stops counting.
+Expected nodes are the nodes that run an agent, i.e. that have a SeccompNodeStatus and a Node
+object: the caller hands in only those reports (`ClusterState.counted_reports`). Each node is
+judged against the hash a node of its own architecture renders.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Final
 
 from agent.api.keys import ProfileKey
@@ -16,6 +18,15 @@ from agent.api.layout import localhost_profile
 from agent.api.node_report import SHA_PREFIX, NodeReport, NodeState
 
 MAX_FAILING_NODES: Final = 10
+
+
+class NotRendered(Enum):
+    """Not rendered for that architecture yet (a moment after it first appears)."""
+
+    TOKEN = "not rendered"
+
+
+NOT_RENDERED: Final = NotRendered.TOKEN
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,23 @@ class ProfileView:
     invalid_reason: str | None = None  # why it does not render, when known
     base_chain: tuple[str, ...] = ()  # spec.baseProfileName resolved, nearest base first
 
+    # The architecture `expected_sha` is rendered for (the controller's own). A profile on a
+    # built-in base renders differently per architecture: `per_architecture` is then True and
+    # `other_architectures` holds (architecture, sha) for each other one the nodes report.
+    architecture: str = ""
+    per_architecture: bool = False
+    other_architectures: tuple[tuple[str, str | None], ...] = ()
+
+    def expected_on(self, architecture: str | None) -> str | NotRendered | None:
+        """The sha256 a node of `architecture` writes (None: it does not render there).
+        A report without an architecture comes from an older agent: taken as ours."""
+        if not self.per_architecture or architecture in (None, self.architecture):
+            return self.expected_sha
+        for other, sha in self.other_architectures:
+            if other == architecture:
+                return sha
+        return NOT_RENDERED
+
 
 @dataclass(frozen=True)
 class NodeVerdict:
@@ -48,10 +76,18 @@ def node_verdict(view: ProfileView, report: NodeReport) -> NodeVerdict:
     if problem is not None and problem.state is not NodeState.PENDING:
         return NodeVerdict(report.node, problem.state, problem.reason, problem.message)
     sha = report.installed.get(view.key)
-    if view.expected_sha is not None and sha == view.expected_sha[:SHA_PREFIX]:
+    expected = view.expected_on(report.architecture)
+    if isinstance(expected, str) and sha == expected[:SHA_PREFIX]:
         return NodeVerdict(report.node, NodeState.INSTALLED, "Installed", "")
     if problem is not None:
         return NodeVerdict(report.node, NodeState.PENDING, problem.reason, problem.message)
+    if expected is NOT_RENDERED:
+        return NodeVerdict(
+            report.node,
+            NodeState.PENDING,
+            "Rendering",
+            f"the controller has not rendered the profile for {report.architecture} yet",
+        )
     if not report.synced:
         return NodeVerdict(
             report.node,

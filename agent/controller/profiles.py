@@ -6,10 +6,20 @@ compile (a compile failure shows in the nodes' reports as Invalid). A profile bu
 (`spec.baseProfileName`) renders to its composition with that base, exactly as on a node: the
 base is another profile's view (same namespace) or a built-in, and a change to a base renders
 every profile built on it again.
+
+A built-in base is flattened for the node's architecture, so a profile whose chain ends in one
+renders to another hash on each architecture. For those profiles only, and only for the
+architectures the nodes report, the view also carries what a node of each other architecture
+renders: computed once per (profile version, architecture) when the profile (or a base) changes
+or an architecture first appears, never per status pass. A profile without a built-in in its
+chain renders to the same bytes everywhere and costs nothing more.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,20 +27,28 @@ from typing import Any
 from agent.api.keys import ProfileKey, profile_key
 from agent.api.model import OciSeccomp
 from agent.controller.profile_status import ProfileView
-from agent.profiles.base_graph import BaseGraph
+from agent.profiles.base_graph import BaseGraph, is_builtin
 from agent.profiles.base_resolution import BaseState, resolve_base
 from agent.profiles.compose import ResolvedBase
 from agent.profiles.render import render
 from agent.seccomp.syscalls import native_architecture
 from agent.validation.validate import ResolveBaseFn, validate_resource
 
+log = logging.getLogger(__name__)
 
-def profile_view(body: Mapping[str, Any], resolve_base: ResolveBaseFn | None = None) -> ProfileView:
-    """Validate and render one object (pure; about 1 ms)."""
+
+def profile_view(
+    body: Mapping[str, Any],
+    resolve_base: ResolveBaseFn | None = None,
+    architecture: str | None = None,
+) -> ProfileView:
+    """Validate and render one object for a node of `architecture` (default: this machine's)
+    (pure; about 1 ms)."""
     meta = body.get("metadata") or {}
+    architecture = architecture or native_architecture()
     result = validate_resource(
         body,
-        default_architectures=[native_architecture()],
+        default_architectures=[architecture],
         compile_profile=None,
         resolve_base=resolve_base,
     )
@@ -49,6 +67,7 @@ def profile_view(body: Mapping[str, Any], resolve_base: ResolveBaseFn | None = N
         content=rendered.content if rendered else None,
         invalid_reason=reason,
         base_chain=result.base_chain,
+        architecture=architecture,
     )
 
 
@@ -65,10 +84,32 @@ class ProfileViews:
 
     views: dict[ProfileKey, ProfileView] = field(default_factory=dict)
     graph: BaseGraph = field(default_factory=BaseGraph)
+    native: str = field(default_factory=native_architecture)
+    # The other architectures the nodes report, and for each the views of the profiles that
+    # render differently there (the bases their children are composed with, on that node).
+    others: dict[str, dict[ProfileKey, ProfileView]] = field(default_factory=dict)
+    unrenderable: set[str] = field(default_factory=set)  # named by a report, unknown here
+
+    def add_architectures(self, architectures: Iterable[str]) -> list[ProfileView]:
+        """Nodes of these architectures appeared: the views that change for them."""
+        new = sorted(set(architectures) - set(self.others) - {self.native})
+        if not new:
+            return []
+        for architecture in new:
+            self.others[architecture] = {}
+        on_builtins = [key for key in self.views if self._on_builtin(key)]
+        on_builtins.sort(key=lambda key: len(self.graph.chain(key).links))
+        rendered = []
+        for key in on_builtins:
+            body = self.graph.body_of(key)
+            if body is not None:
+                rendered.append(self._render(key, body))
+        return rendered
 
     def replace(self, bodies: Iterable[Mapping[str, Any]]) -> list[ProfileView]:
         """A full listing: every view, bases before the profiles built on them."""
         self.views, self.graph = {}, BaseGraph()
+        self.others = {architecture: {} for architecture in self.others}
         children: list[tuple[ProfileKey, Mapping[str, Any]]] = []
         for body in bodies:
             key = profile_key(body)
@@ -93,6 +134,8 @@ class ProfileViews:
     def drop(self, key: ProfileKey) -> list[ProfileView]:
         """One object deleted: the views of the profiles built on it, rendered again."""
         self.views.pop(key, None)
+        for views in self.others.values():
+            views.pop(key, None)
         dependents = self._render_dependents(key)
         self.graph.forget(key)
         return dependents
@@ -106,15 +149,44 @@ class ProfileViews:
         return rendered
 
     def _render(self, key: ProfileKey, body: Mapping[str, Any]) -> ProfileView:
-        view = profile_view(body, lambda name: self._resolve(key, name))
+        resolve = functools.partial(self._resolve, key, architecture=self.native)
+        view = profile_view(body, resolve, self.native)
+        if self._on_builtin(key):
+            shas: list[tuple[str, str | None]] = []
+            for architecture, views in sorted(self.others.items()):
+                resolve = functools.partial(self._resolve, key, architecture=architecture)
+                try:
+                    other = profile_view(body, resolve, architecture)
+                except Exception as exc:  # a report names an architecture we cannot render for
+                    if architecture not in self.unrenderable:  # said once, not per profile
+                        self.unrenderable.add(architecture)
+                        log.warning(
+                            "cannot render profiles for a node architecture; its nodes count "
+                            "as not holding profiles on built-in bases",
+                            extra={"architecture": architecture, "error": str(exc)[:200]},
+                        )
+                    views.pop(key, None)
+                    shas.append((architecture, None))
+                    continue
+                views[key] = other
+                shas.append((architecture, other.expected_sha))
+            view = dataclasses.replace(view, per_architecture=True, other_architectures=tuple(shas))
+        else:
+            for views in self.others.values():
+                views.pop(key, None)
         self.views[key] = view
         return view
 
-    def _resolve(self, key: ProfileKey, name: str) -> ResolvedBase:
-        return resolve_base(key, name, self.graph.chain(key), self._lookup, native_architecture())
+    def _on_builtin(self, key: ProfileKey) -> bool:
+        return any(is_builtin(link) for link in self.graph.chain(key).links)
 
-    def _lookup(self, key: ProfileKey) -> BaseState | None:
-        view = self.views.get(key)
+    def _resolve(self, key: ProfileKey, name: str, architecture: str) -> ResolvedBase:
+        lookup = functools.partial(self._lookup, architecture=architecture)
+        return resolve_base(key, name, self.graph.chain(key), lookup, architecture)
+
+    def _lookup(self, key: ProfileKey, architecture: str) -> BaseState | None:
+        # A base on a built-in is itself flattened for the node's architecture.
+        view = self.others.get(architecture, {}).get(key) or self.views.get(key)
         if view is None:
             return None
         if view.content is None:

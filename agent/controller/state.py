@@ -4,6 +4,12 @@ Pure data (no I/O, no asyncio): the watches call in on the event loop, the liste
 construction hear which profiles changed (None: possibly all of them; an empty set: only the
 pods), and `synced` says every listing has arrived, so that nothing is decided from a partial
 view.
+
+Only reports whose Node exists count (`counted_reports`): a SeccompNodeStatus left by a deleted
+Node, or written by an agent run outside any node, must not hold a pod back or lower READY. The
+controller learns of Nodes from a watch of their metadata only (not the status a kubelet
+rewrites), since a report can outlive its Node (created before the Node, so without an owner) or
+come before it.
 """
 
 from __future__ import annotations
@@ -24,14 +30,63 @@ class ClusterState:
     profiles: dict[ProfileKey, ProfileView] = field(default_factory=dict)
     reports: dict[str, NodeReport] = field(default_factory=dict)
     pods: dict[str, GatedPod] = field(default_factory=dict)  # uid -> pod
+    nodes: set[str] = field(default_factory=set)  # the Node objects that exist, by name
+    # Architectures a report names that the profile views are not rendered for yet.
+    rendering: set[str] = field(default_factory=set)
     listeners: tuple[Listener, ...] = ()
     profiles_listed: bool = False
     reports_listed: bool = False
     pods_listed: bool = False
+    nodes_listed: bool = False
+
+    @property
+    def countable(self) -> bool:
+        """Every node report can be judged: profiles, reports and Nodes listed, and every
+        architecture the reports name rendered."""
+        return (
+            self.profiles_listed
+            and self.reports_listed
+            and self.nodes_listed
+            and not self.rendering
+        )
 
     @property
     def synced(self) -> bool:
-        return self.profiles_listed and self.reports_listed and self.pods_listed
+        return self.countable and self.pods_listed
+
+    def counted_reports(self) -> dict[str, NodeReport]:
+        """The reports of nodes that exist: the nodes every profile is expected on."""
+        return {node: report for node, report in self.reports.items() if node in self.nodes}
+
+    def nodeless_reports(self) -> list[NodeReport]:
+        """Reports whose Node does not exist: they count for nothing."""
+        return [report for node, report in self.reports.items() if node not in self.nodes]
+
+    def replace_nodes(self, names: Iterable[str]) -> None:
+        self.nodes = set(names)
+        self.nodes_listed = True
+        self._notify(None)
+
+    def put_node(self, name: str) -> None:
+        if name not in self.nodes:
+            self.nodes.add(name)
+            if name in self.reports:
+                self._notify(None)  # its report counts from now on: every profile recounts
+
+    def drop_node(self, name: str) -> None:
+        if name in self.nodes:
+            self.nodes.discard(name)
+            if name in self.reports:
+                self._notify(None)
+
+    def expect_architectures(self, architectures: set[str]) -> None:
+        """The views are being rendered for these; nothing is counted until they are."""
+        self.rendering |= architectures
+
+    def rendered_architectures(self, architectures: set[str]) -> None:
+        if architectures & self.rendering:
+            self.rendering -= architectures
+            self._notify(None)
 
     def replace_profiles(self, views: Iterable[ProfileView]) -> None:
         self.profiles = {view.key: view for view in views}
@@ -55,7 +110,10 @@ class ClusterState:
     def put_report(self, report: NodeReport) -> None:
         previous = self.reports.get(report.node)
         self.reports[report.node] = report
-        if previous is None or previous.synced != report.synced:
+        if previous is None or (previous.synced, previous.architecture) != (
+            report.synced,
+            report.architecture,
+        ):
             self._notify(None)  # the set of expected nodes changed: every profile counts it
         elif previous != report:
             self._notify(changed_keys(previous, report))

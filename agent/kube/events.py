@@ -13,6 +13,7 @@ from agent.kube.client import REQUEST_TIMEOUT
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 1024  # the API server refuses longer event messages
+CLUSTER_EVENTS_NAMESPACE = "default"
 
 
 class EventRecorder:
@@ -37,17 +38,18 @@ class EventRecorder:
         self._prefix = f"{role} {instance}: " if role else ""
 
     def warn(self, namespace: str, name: str, uid: str, reason: str, message: str) -> None:
+        """`namespace` "" for a cluster-scoped object: its Events live in `default`, as
+        kubectl's own do."""
         now = dt.datetime.now(dt.UTC)
+        home = namespace or CLUSTER_EVENTS_NAMESPACE
         text = self._prefix + message
         if len(text) > MAX_MESSAGE:
             text = text[: MAX_MESSAGE - 3] + "..."
         (api_version, kind), (component, instance) = self._about, self._source
         body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(
-                name=f"{name}.{secrets.token_hex(8)}", namespace=namespace
-            ),
+            metadata=client.V1ObjectMeta(name=f"{name}.{secrets.token_hex(8)}", namespace=home),
             involved_object=client.V1ObjectReference(
-                api_version=api_version, kind=kind, name=name, namespace=namespace, uid=uid
+                api_version=api_version, kind=kind, name=name, namespace=namespace or None, uid=uid
             ),
             reason=reason,
             message=text,
@@ -60,7 +62,7 @@ class EventRecorder:
             count=1,
         )
         try:
-            self._core.create_namespaced_event(namespace, body, _request_timeout=REQUEST_TIMEOUT)
+            self._core.create_namespaced_event(home, body, _request_timeout=REQUEST_TIMEOUT)
         except Exception as exc:  # API errors, timeouts, refused connections alike
             log.warning(
                 "could not post event",

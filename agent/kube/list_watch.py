@@ -19,7 +19,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from agent.kube.client import REQUEST_TIMEOUT
-from agent.kube.pager import list_pages
+from agent.kube.pager import METADATA_ONLY, PAGE_SIZE, list_pages
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,22 @@ WATCH_SECONDS = 60
 # counted from the window's end.
 WATCH_TIMEOUT: Final = (REQUEST_TIMEOUT[0], WATCH_SECONDS + REQUEST_TIMEOUT[1])
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
+# A metadata-only watch names the type of each event's object, not a list's: asked with the
+# list's type, the watch delivered no event at all and the client raised no error (tried on
+# the test control plane), so a Node watch would have been silently empty.
+METADATA_ONLY_EVENTS: Final = {
+    "Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+}
 
 
 class ListWatch:
     """`run()` until cancelled; `on_list(items)` replaces the state, `on_event(type, obj)`
-    updates it. Both are called on the event loop, in order."""
+    updates it. Both are called on the event loop, in order.
+
+    With `listing_in_pages`, `on_list` is called once per page of a listing instead, as it
+    arrives: then it means "these objects exist", and a consumer that must notice objects gone
+    between two listings has to compare them itself. Memory holds one page, not the listing.
+    """
 
     def __init__(
         self,
@@ -45,15 +56,25 @@ class ListWatch:
         on_event: Callable[[str, Any], None],
         *,
         field_selector: str | None = None,
+        metadata_only: bool = False,
         transform: Callable[[Obj], Any] | None = None,
+        page_size: int = PAGE_SIZE,
+        listing_in_pages: bool = False,
     ) -> None:
+        """`metadata_only`: objects come as their metadata alone (PartialObjectMetadata)."""
         self.name = name
         self._list = list_call
         self._on_list = on_list
         self._on_event = on_event
-        self._selector = {"field_selector": field_selector} if field_selector else {}
+        self._selector: dict[str, Any] = (
+            {"field_selector": field_selector} if field_selector else {}
+        )
+        self._list_headers = {"_headers": METADATA_ONLY} if metadata_only else {}
+        self._watch_headers = {"_headers": METADATA_ONLY_EVENTS} if metadata_only else {}
         # Runs in the watch thread, so per-object work (validation) stays off the loop.
         self._transform = transform
+        self._page_size = page_size
+        self._in_pages = listing_in_pages
         self.failures = 0
 
     async def run(self) -> None:
@@ -99,10 +120,18 @@ class ListWatch:
 
     def _list_once(self, loop: asyncio.AbstractEventLoop) -> str:
         items, version = [], ""
-        for page in list_pages(self._list, **self._selector):
-            items += [self._prepare(item) for item in page.items]
+        pages = list_pages(
+            self._list, page_size=self._page_size, **self._selector, **self._list_headers
+        )
+        for page in pages:
+            prepared = [self._prepare(item) for item in page.items]
             version = page.resource_version
-        loop.call_soon_threadsafe(self._on_list, items)
+            if self._in_pages:
+                loop.call_soon_threadsafe(self._on_list, prepared)
+            else:
+                items += prepared
+        if not self._in_pages:
+            loop.call_soon_threadsafe(self._on_list, items)
         return version
 
     def _watch_once(
@@ -111,6 +140,7 @@ class ListWatch:
         stream = RawWatch().stream(  # type: ignore[no-untyped-call]
             self._list,
             **self._selector,
+            **self._watch_headers,
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=WATCH_SECONDS,

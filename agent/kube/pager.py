@@ -14,6 +14,11 @@ from typing import Any, Final, NamedTuple
 from agent.kube.client import REQUEST_TIMEOUT
 
 PAGE_SIZE: Final = 500
+# Headers (`_headers=`) that ask a listing for its objects' metadata alone: its size then does
+# not grow with the objects' specs and statuses. (A watch names another type: `list_watch`.)
+METADATA_ONLY: Final = {
+    "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+}
 
 
 class Page(NamedTuple):
@@ -21,7 +26,9 @@ class Page(NamedTuple):
     resource_version: str  # the same on every page of one listing: a watch starts from it
 
 
-def list_pages(list_call: Callable[..., Any], *args: Any, **params: Any) -> Iterator[Page]:
+def list_pages(
+    list_call: Callable[..., Any], *args: Any, page_size: int = PAGE_SIZE, **params: Any
+) -> Iterator[Page]:
     """Call `list_call(*args, **params)` (a list method of the official client) for one page
     after another. The JSON is read as it is, not into the client's models: cheaper, and the
     same plain data whatever the kind."""
@@ -30,7 +37,7 @@ def list_pages(list_call: Callable[..., Any], *args: Any, **params: Any) -> Iter
         response = list_call(
             *args,
             **params,
-            limit=PAGE_SIZE,
+            limit=page_size,
             _continue=token,
             _request_timeout=REQUEST_TIMEOUT,
             _preload_content=False,

@@ -3,7 +3,7 @@ the tests and the benchmarks alike.
 
 The intake marks keys dirty, the profile worker fills the catalog, the syncer makes the disk
 match, the drift watcher hears the host, pod pins protect files in use, the resync compares with
-the API, readiness says when every valid profile is on disk. kopf's handlers only record events.
+the API, readiness says when every valid profile is on disk. The watches only record events.
 """
 
 from __future__ import annotations
@@ -96,7 +96,14 @@ class NodeAgent:
         )
         self.profiles = ProfileWorker(
             intake=self.intake,
-            validator=Validator(catalog, architectures, compile_profile, self.validation_lanes),
+            validator=Validator(
+                catalog,
+                architectures,
+                compile_profile,
+                self.validation_lanes,
+                # A key that cannot name a file is never read (it comes back Invalid).
+                on_disk=lambda key: store.read(key.namespace, key.name) if key.is_valid else None,
+            ),
             catalog=catalog,
             get_profile=get_profile,
             retries=self.compile_retries,
@@ -117,7 +124,7 @@ class NodeAgent:
         )
 
     def on_profile_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """One watch event for a SeccompProfile (type None: an item of kopf's listing)."""
+        """One watch event for a SeccompProfile (type None: an item of a listing)."""
         self.intake.deliver(event_type, body)
         if event_type is None:
             self.resync.relisted()

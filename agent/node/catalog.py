@@ -128,9 +128,9 @@ class ProfileCatalog:
             if status is not None:
                 yield key, status
 
-    def report(self, node_name: str) -> dict[str, Any]:
-        """This node's SeccompNodeStatus `status`."""
-        return build_status(node_name, self.complete, self.statuses())
+    def report(self, node_name: str, architecture: str | None = None) -> dict[str, Any]:
+        """This node's SeccompNodeStatus `status`; `architecture`: the node's SCMP_ARCH_*."""
+        return build_status(node_name, self.complete, self.statuses(), architecture)
 
     def count_by_state(self) -> Counter[NodeState]:
         # Unsorted, unlike statuses(): this runs after every burst of changes.

@@ -1,8 +1,8 @@
-"""kopf handlers: thin, level-based translations of watch events into NodeAgent calls, which
-only record the event and mark its key dirty (the work happens in the agent's own workers).
+"""kopf's handler for the pods on this node: a thin, level-based translation of watch events
+into a NodeAgent call (which profiles each pod pins). Profiles are not watched through kopf:
+its per-event machinery was a third of a cold start's CPU (agent/node/profile_watch.py).
 
 Standalone and write-free: no peering, no finalizers, no progress or diff-base annotations.
-With hundreds of agents, any write onto a profile would be hundreds of writers on one object.
 Handlers are `async` so they run on the event loop with the agent (kopf runs plain functions in
 a thread pool).
 """
@@ -14,7 +14,6 @@ from typing import Any
 
 import kopf
 
-from agent.api.model import API_GROUP, API_VERSION, PLURAL
 from agent.node.agent import NodeAgent
 
 LIST_CHUNK_SIZE = 10
@@ -28,13 +27,11 @@ def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.Op
         settings.posting.enabled = False  # our own Events only, written for people
         settings.peering.standalone = True
         settings.peering.mandatory = False
-        # Bounded concurrency: a cold start lists thousands of objects at once, and unbounded
-        # per-object workers would make memory grow with the cluster. Each only hands its
-        # body to the agent and leaves soon after, so a bounded pool still moves quickly.
+        # Bounded concurrency: a node can run hundreds of pods, and each worker only hands
+        # its pod to the agent and leaves soon after, so a bounded pool still moves quickly.
         settings.queueing.worker_limit = 128
         settings.queueing.idle_timeout = 0.05
-        # Page the initial listing: kopf otherwise fetches every object in one response, so a
-        # few objects near etcd's 1.5 MB limit would make one huge allocation at a cold start.
+        # Page the initial listing: kopf otherwise fetches every object in one response.
         settings.watching.chunk_size = LIST_CHUNK_SIZE
         settings.watching.connect_timeout = 10
         settings.networking.request_timeout = 30
@@ -47,15 +44,8 @@ def build_registry(agent: NodeAgent, connection: kopf.ConnectionInfo) -> kopf.Op
         return connection
 
     # kopf never retries on.event handlers: an event whose handling failed would be lost until
-    # something else touched the object. The agent logs and counts it and resyncs soon instead.
-    # Nothing waits here for the profile's validation: the agent's worker picks the key up.
-    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
-    async def profile_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        try:
-            agent.on_profile_event(event["type"], body)
-        except Exception:
-            agent.event_handling_failed("profile-events")
-
+    # something else touched the pod. The agent logs and counts it and resyncs soon instead.
+    # (Profiles are watched by the agent itself: agent/node/profile_watch.py.)
     @kopf.on.event("v1", "pods", registry=registry)
     async def pod_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         try:

@@ -3,6 +3,7 @@ exist (for the initial sync and the periodic resync) and the profiles this node'
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,13 +14,9 @@ from agent.api.keys import ProfileKey, profile_key
 from agent.api.model import API_GROUP, API_VERSION, PLURAL
 from agent.api.pod_refs import profiles_used_by
 from agent.kube.client import REQUEST_TIMEOUT
-from agent.kube.pager import list_items
+from agent.kube.pager import METADATA_ONLY, list_items
 from agent.node.resync import PodRefs
 from agent.node.worker import ObjectVersion
-
-# Only the keys are needed: ask for metadata alone, so a listing's size does not grow with the
-# profiles' specs (an object can be 1.5 MB; 500 of them in one page would be 750 MB of JSON).
-METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
 
 def list_profile_versions(
@@ -27,19 +24,28 @@ def list_profile_versions(
 ) -> dict[ProfileKey, ObjectVersion]:
     """Every SeccompProfile in `namespaces` (all namespaces when empty), with uid and
     resourceVersion. Page by page, keeping only metadata: memory stays flat at any size."""
-    custom = client.CustomObjectsApi(api)
-    scopes: list[tuple[Callable[..., Any], tuple[str, ...]]] = [
-        (custom.list_namespaced_custom_object, (API_GROUP, API_VERSION, namespace, PLURAL))
-        for namespace in namespaces
-    ] or [(custom.list_cluster_custom_object, (API_GROUP, API_VERSION, PLURAL))]
     versions: dict[ProfileKey, ObjectVersion] = {}
-    for list_call, args in scopes:
-        for item in list_items(list_call, *args, _headers=METADATA_ONLY):
+    for list_call in profile_list_calls(api, namespaces):
+        for item in list_items(list_call, _headers=METADATA_ONLY):
             meta = item["metadata"]
             versions[profile_key(item)] = ObjectVersion(
                 meta.get("uid", ""), meta.get("resourceVersion", "")
             )
     return versions
+
+
+def profile_list_calls(
+    api: client.ApiClient, namespaces: Iterable[str]
+) -> list[Callable[..., Any]]:
+    """The list call of SeccompProfiles per namespace in `namespaces`, or one for all of them
+    (when empty): for listing, and for watching from a listing's version."""
+    custom = client.CustomObjectsApi(api)
+    return [
+        functools.partial(
+            custom.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL
+        )
+        for namespace in namespaces
+    ] or [functools.partial(custom.list_cluster_custom_object, API_GROUP, API_VERSION, PLURAL)]
 
 
 def get_profile(api: client.ApiClient, key: ProfileKey) -> dict[str, Any] | None:

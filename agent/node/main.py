@@ -1,5 +1,5 @@
-"""`seccomp-agent run`: settings, the API clients, the node agent (built by `NodeAgent`), kopf and
-the HTTP port, put together."""
+"""`seccomp-agent run`: settings, the API clients, the node agent (built by `NodeAgent`), the
+profile watch, kopf (pods) and the HTTP port, put together."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from agent.node.catalog import ProfileCatalog
 from agent.node.kopf_handlers import build_registry, quiet_kopf_loggers
 from agent.node.listing import get_profile, list_pod_profiles, list_profile_versions
 from agent.node.metrics import Metrics
+from agent.node.profile_watch import profile_watches
 from agent.node.report_writer import NodeStatusPublisher
 from agent.node.settings import Settings, build_settings
 from agent.node.store import ProfileStore, StoreError
@@ -51,8 +52,9 @@ async def serve(settings: Settings) -> None:
         expected=api_unavailable,
     )
     catalog = ProfileCatalog()
+    architecture = native_architecture()
     publisher = NodeStatusPublisher(
-        api, settings.node_name, lambda: catalog.report(settings.node_name)
+        api, settings.node_name, lambda: catalog.report(settings.node_name, architecture)
     )
     background: set[asyncio.Task[None]] = set()
 
@@ -64,7 +66,7 @@ async def serve(settings: Settings) -> None:
     with Compiler() as compiler:
         agent = NodeAgent(
             node_name=settings.node_name,
-            architectures=[native_architecture()],
+            architectures=[architecture],
             catalog=catalog,
             store=store,
             metrics=metrics,
@@ -85,6 +87,8 @@ async def serve(settings: Settings) -> None:
             resync_seconds=settings.resync_seconds,
         )
         agent.supervise(supervisor)
+        for watch in profile_watches(api, settings.namespaces, agent):
+            supervisor.add(f"watch-{watch.name}", watch.run)
         metrics.process.watch_components([*supervisor.components, "profile-events", "pod-events"])
         http = probe_server(metrics.registry, agent.readiness.not_ready_reason, supervisor.problems)
         port = await http.start(settings.http_host, settings.http_port)

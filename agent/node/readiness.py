@@ -21,6 +21,10 @@ from agent.node.store import StoreError
 log = logging.getLogger(__name__)
 
 REFRESH_AFTER_SECONDS: Final = 0.25
+# Until the initial sync is done nothing can be ready and no report is published: only the
+# metrics' counts move, and counting every 0.25 s walked all 10,000 profiles of a cold start
+# about 200 times (a tenth of its CPU). They are counted this often meanwhile.
+REFRESH_WHILE_SYNCING_SECONDS: Final = 2.0
 
 
 class StatusWriter(Protocol):
@@ -71,9 +75,15 @@ class Readiness:
 
     async def run(self) -> None:
         """Supervised: refresh shortly after each burst of changes."""
+        loop = asyncio.get_running_loop()
         while True:
             await self.changed.wait()
+            syncing_until = loop.time() + REFRESH_WHILE_SYNCING_SECONDS
             await asyncio.sleep(REFRESH_AFTER_SECONDS)
+            # The initial sync's end is seen within REFRESH_AFTER_SECONDS: readiness is not
+            # delayed by the longer wait.
+            while not self.catalog.complete and loop.time() < syncing_until:
+                await asyncio.sleep(REFRESH_AFTER_SECONDS)
             self.changed.clear()
             self.refresh()
 

@@ -97,6 +97,8 @@ class Resync:
     count: int = field(default=0, init=False)
     # Keys whose object is in the catalog or known gone; kept only until the initial sync.
     _seen: set[ProfileKey] = field(default_factory=set, init=False)
+    # Listed by the initial sync and not seen yet: it waits until this is empty.
+    _waiting_for: set[ProfileKey] = field(default_factory=set, init=False)
     _now: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _due: bool = field(default=False, init=False)
     _relist: asyncio.TimerHandle | None = field(default=None, init=False)
@@ -106,6 +108,7 @@ class Resync:
         """The profile worker put `key`'s object into the catalog, or found it gone."""
         if not self.catalog.complete:
             self._seen.add(key)
+            self._waiting_for.discard(key)
 
     def request(self) -> None:
         """Resync at once instead of at the next period."""
@@ -175,13 +178,19 @@ class Resync:
         """
         with self.pods.touches.since() as pods:
             listed = set(await self._retrying(self.list_profiles, "list SeccompProfiles"))
-            listed_at = time.monotonic()
-            while not listed <= self._seen:
+            self._waiting_for = listed - self._seen
+            progress_at, waiting = time.monotonic(), len(self._waiting_for)
+            while self._waiting_for:
                 await asyncio.sleep(0.02)
-                if time.monotonic() - listed_at > RELIST_WHILE_WAITING_SECONDS:
-                    # Something listed was deleted before the watch saw it: list again.
+                if len(self._waiting_for) != waiting:
+                    progress_at, waiting = time.monotonic(), len(self._waiting_for)
+                elif time.monotonic() - progress_at > RELIST_WHILE_WAITING_SECONDS:
+                    # Nothing listed has arrived for a while: something listed was deleted
+                    # before the watch saw it. List again. (Not while listed objects still
+                    # arrive: a cold start with thousands would list them all every few seconds.)
                     listed = set(await self._retrying(self.list_profiles, "list SeccompProfiles"))
-                    listed_at = time.monotonic()
+                    self._waiting_for = listed - self._seen
+                    progress_at = time.monotonic()
             self._merge_pods(await self._retrying(self.list_pods, "list this node's pods"), pods)
         await self.syncer.wait_idle()
         # Every existing object, valid or not (an invalid one keeps its last valid file), and
@@ -192,6 +201,7 @@ class Resync:
             self.catalog.mark_removed(ProfileKey(path.parent.name, path.stem))
         self.catalog.complete = True
         self._seen.clear()
+        self._waiting_for.clear()
         self.warnings.listing_complete()
         self.metrics.last_full_sync.set(time.time())
         self.changed()

@@ -9,19 +9,25 @@ plain data in the validating thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from agent.api.keys import ProfileKey
 from agent.node.catalog import ProfileCatalog, ProfileRecord, catalog_lookup, kept
 from agent.node.lanes import ValidationLanes
+from agent.node.store import StoreError
 from agent.profiles.base_resolution import resolve_base
 from agent.profiles.compose import ResolvedBase
-from agent.profiles.render import render
+from agent.profiles.render import render, render_document
+from agent.seccomp.compiler import ArchCompileResult
 from agent.validation.size import LARGE_SPEC_BYTES, json_size, size_findings
 from agent.validation.validate import CompileFn, validate_resource
 
 LARGE_VALIDATIONS_AT_ONCE: Final = 2
+
+
+OnDisk = Callable[[ProfileKey], bytes | None]
+"""What this node's file for a profile holds now (None: no file); may raise `StoreError`."""
 
 
 class Validator:
@@ -34,10 +40,13 @@ class Validator:
         architectures: Sequence[str],
         compile_profile: CompileFn | None,
         lanes: ValidationLanes,
+        on_disk: OnDisk = lambda _key: None,
     ) -> None:
+        """`on_disk` lets a profile whose file already holds its rendering skip the compile."""
         self._catalog = catalog
         self._architectures = architectures
         self._compile_profile = compile_profile
+        self._on_disk = on_disk
         self._lanes = lanes
         self._large = asyncio.Semaphore(LARGE_VALIDATIONS_AT_ONCE)
 
@@ -50,12 +59,15 @@ class Validator:
         if too_large:
             return ProfileRecord(key, uid, generation, None, tuple(too_large))
         architectures = spec.get("architectures") if isinstance(spec, Mapping) else None
+        compile_profile = self._compile_profile
+        if compile_profile is not None:
+            compile_profile = unless_on_disk(compile_profile, lambda: self._on_disk(key))
 
         def validate() -> ProfileRecord:  # in a thread: essentials() copies the spec
             result = validate_resource(
                 essentials(body),
                 default_architectures=self._architectures,
-                compile_profile=self._compile_profile,
+                compile_profile=compile_profile,
                 node_architectures=self._architectures,
                 resolve_base=None if base is None else lambda _name: base,
             )
@@ -91,6 +103,26 @@ class Validator:
         return resolve_base(key, name, bases.chain(key), lookup, self._architectures[0])
 
 
+def unless_on_disk(compile_profile: CompileFn, on_disk: Callable[[], bytes | None]) -> CompileFn:
+    """`compile_profile`, skipped when the file on disk already holds exactly the bytes this
+    profile renders to. The agent writes a file only after its content compiled, so the same
+    bytes need no second compile: a restart finds every file in place, and compiling them all
+    again was most of its work. Every other check still runs; anything else compiles."""
+
+    def compile_or_skip(
+        document: Mapping[str, Any], architectures: Sequence[str]
+    ) -> list[ArchCompileResult]:
+        try:
+            content = on_disk()
+        except StoreError:  # not a file we can trust (the syncer reports it): compile
+            content = None
+        if content is not None and content == render_document(document).content:
+            return [ArchCompileResult(arch, None, None) for arch in architectures]
+        return compile_profile(document, architectures)
+
+    return compile_or_skip
+
+
 def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of an object validation reads, as plain data: not status, annotations or
     managedFields, which can be as large as the spec and are of no use here."""
@@ -104,7 +136,7 @@ def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """kopf hands out mapping views; validation wants plain dicts and lists."""
+    """Bodies may be mapping views; validation wants plain dicts and lists."""
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

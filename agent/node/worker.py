@@ -70,7 +70,7 @@ class Intake:
         self._revalidate: set[ProfileKey] = set()
 
     def deliver(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """One watch event (type None: an item of kopf's listing). On the event loop: cheap."""
+        """One watch event (type None: an item of a listing). On the event loop: cheap."""
         key = profile_key(body)
         if event_type == "DELETED":
             self.versions.pop(key, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,11 @@ def oci_document(profile: OciSeccomp) -> dict[str, Any]:
 
 def render(profile: OciSeccomp) -> RenderedProfile:
     """Deterministic: sorted keys, two-space indent, trailing newline. Same input, same bytes."""
-    text = json.dumps(oci_document(profile), sort_keys=True, indent=2, ensure_ascii=True) + "\n"
+    return render_document(oci_document(profile))
+
+
+def render_document(document: Mapping[str, Any]) -> RenderedProfile:
+    """`render` of a profile already turned into plain data by `oci_document`."""
+    text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=True) + "\n"
     content = text.encode("ascii")
     return RenderedProfile(content=content, sha256=hashlib.sha256(content).hexdigest())

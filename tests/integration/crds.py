@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,25 @@ def _crd_without_builtin_check() -> dict[str, Any]:
     return dict(crd)
 
 
-def _totals_enforced(cluster: Cluster, namespace: str) -> bool:
+def apply_documents(cluster: Cluster, *documents: dict[str, Any]) -> None:
+    """Server-side apply of objects given as dicts (taking over fields others own)."""
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input="\n---\n".join(json.dumps(d) for d in documents),
+    )
+
+
+def _refuses(cluster: Cluster, namespace: str, spec: dict[str, Any]) -> bool:
+    """Whether the API server now refuses a SeccompProfile with this spec (a dry run)."""
     probe = {
         "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfile",
-        "metadata": {"name": "size-probe", "namespace": namespace},
-        "spec": _OVER_TOTALS,
+        "metadata": {"name": "crd-probe", "namespace": namespace},
+        "spec": spec,
     }
     result = cluster.kubectl(
         "create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False
@@ -64,59 +77,39 @@ def _totals_enforced(cluster: Cluster, namespace: str) -> bool:
 
 
 @contextmanager
-def crd_without_size_totals(cluster: Cluster, namespace: str) -> Iterator[None]:
-    """The CRD as it was before it bounded a whole profile's size. Objects created inside exist
-    afterwards as they would on a cluster upgraded from that CRD (the API server keeps them)."""
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        "-",
-        input=json.dumps(_permissive_crd()),
-    )
+def _older_crd(
+    cluster: Cluster, namespace: str, crd: dict[str, Any], probe: dict[str, Any], what: str
+) -> Iterator[None]:
+    """``crd`` in place of the shipped SeccompProfile CRD until the block ends; ``probe`` is a
+    spec the shipped CRD refuses and ``crd`` admits, which tells when each is being served."""
+    apply_documents(cluster, crd)
     try:
-        _wait(lambda: not _totals_enforced(cluster, namespace), "the permissive CRD")
+        _wait(lambda: not _refuses(cluster, namespace, probe), what)
         yield
     finally:
         install_crds(cluster)
-        _wait(lambda: _totals_enforced(cluster, namespace), "the shipped CRD")
+        _wait(lambda: _refuses(cluster, namespace, probe), "the shipped CRD")
+
+
+def crd_without_size_totals(cluster: Cluster, namespace: str) -> AbstractContextManager[None]:
+    """The CRD as it was before it bounded a whole profile's size. Objects created inside exist
+    afterwards as they would on a cluster upgraded from that CRD (the API server keeps them)."""
+    return _older_crd(cluster, namespace, _permissive_crd(), _OVER_TOTALS, "the permissive CRD")
 
 
 _UNKNOWN_BUILTIN = {"baseProfileName": "runtime/default@moby-1999-01-01"}
 
 
-def _builtins_checked(cluster: Cluster, namespace: str) -> bool:
-    probe = {
-        "apiVersion": "seccompsync.io/v1beta1",
-        "kind": "SeccompProfile",
-        "metadata": {"name": "builtin-probe", "namespace": namespace},
-        "spec": _UNKNOWN_BUILTIN,
-    }
-    result = cluster.kubectl(
-        "create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False
-    )
-    return result.returncode != 0
-
-
-@contextmanager
-def crd_without_builtin_check(cluster: Cluster, namespace: str) -> Iterator[None]:
+def crd_without_builtin_check(cluster: Cluster, namespace: str) -> AbstractContextManager[None]:
     """The CRD as a node agent of an older release may meet it: the API server admits a
     built-in base this agent does not ship (a newer release's CRD lists newer built-ins)."""
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        "-",
-        input=json.dumps(_crd_without_builtin_check()),
+    return _older_crd(
+        cluster,
+        namespace,
+        _crd_without_builtin_check(),
+        _UNKNOWN_BUILTIN,
+        "the CRD without the check",
     )
-    try:
-        _wait(lambda: not _builtins_checked(cluster, namespace), "the CRD without the check")
-        yield
-    finally:
-        install_crds(cluster)
-        _wait(lambda: _builtins_checked(cluster, namespace), "the shipped CRD")
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

@@ -1,12 +1,19 @@
-"""Fake Node objects: what a kubelet would register, without a kubelet behind them."""
+"""Fake Node objects: what a kubelet would register, without a kubelet behind them; and the
+reports of simulated agents, written by the agent's own report writer."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agent.api.keys import ProfileKey
+from agent.api.node_report import NodeProfileStatus, NodeState, build_status
+from agent.node.report_writer import NodeStatusPublisher
 from tests.cluster.pytest_plugin import Cluster
 
 STARTUP_TAINT = client.V1Taint(key="seccompsync.io/agent-not-ready", effect="NoSchedule")
@@ -60,3 +67,27 @@ def delete_node(cluster: Cluster, name: str) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise
+
+
+def publish_report(
+    cluster: Cluster, node: str, architecture: str, installed: Mapping[ProfileKey, str]
+) -> None:
+    """Write `node`'s SeccompNodeStatus as its agent would, synced, with `installed` (key ->
+    sha256 of the file on disk) on a node of `architecture`: the agent's own report code and
+    writer (created owned by the Node when there is one, patched after)."""
+    statuses = [
+        (key, NodeProfileStatus(NodeState.INSTALLED, sha256=sha)) for key, sha in installed.items()
+    ]
+    status: dict[str, Any] = build_status(node, True, statuses, architecture)
+
+    async def publish() -> None:
+        api = cluster.api_client()
+        publisher = NodeStatusPublisher(api, node, lambda: status)
+        publisher.changed()
+        deadline = time.monotonic() + 20
+        while publisher.writes == 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the report of {node} was not written in 20 s")
+            await asyncio.sleep(0.1)
+
+    asyncio.run(publish())

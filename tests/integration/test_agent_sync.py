@@ -260,3 +260,33 @@ def test_control_plane_restart_does_not_need_an_agent_restart(
             what="change after the API server restarted",
         )
         agent.assert_running()
+
+
+def test_more_profiles_than_a_listing_page_and_a_restart_that_rewrites_nothing(
+    crd: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """The agent's own watch lists a page at a time (10 objects); a restart on the same disk
+    (an upgrade) finds every file in place and writes none of them again."""
+    specs = {
+        f"p{i}": {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": i + 1}],
+        }
+        for i in range(25)
+    }
+    items = [profile_object(namespace, name, spec) for name, spec in specs.items()]
+    crd.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+    root = tmp_path / "root"
+    with running_agent(crd, "node-a", root, tmp_path / "a1.log", "--namespace", namespace) as a:
+        for name, spec in specs.items():
+            assert file_is(a.profile_path(namespace, name), rendered(spec)), name
+        assert a.metric("seccomp_sync_files_written_total") == len(specs)
+        before = {name: a.profile_path(namespace, name).stat().st_ino for name in specs}
+    with running_agent(crd, "node-a", root, tmp_path / "a2.log", "--namespace", namespace) as a:
+        for name, spec in specs.items():
+            assert file_is(a.profile_path(namespace, name), rendered(spec)), name
+        assert a.metric("seccomp_sync_files_written_total") == 0
+        # Not replaced either: the same inode, so the runtime saw no change at all.
+        assert {name: a.profile_path(namespace, name).stat().st_ino for name in specs} == before

@@ -68,6 +68,7 @@ def test_a_status_write_during_an_outage_is_made_once_the_api_is_back(
     controller = controller_parts(api_for(crd))
     state = controller.state
     state.replace_profiles([view])
+    state.replace_nodes(["n1"])  # no watch runs here: the Node the report is about
     state.replace_reports([NodeReport("n1", True, {key: view.expected_sha[:SHA_PREFIX]}, {})])
 
     def state_is(expected: str) -> Callable[[], bool]:
@@ -131,6 +132,7 @@ def test_a_new_profile_is_written_before_a_recount_of_every_profile_ends(
     state.replace_profiles(
         profile_view(profile_object(namespace, f"p{i:04d}", DENY_MKDIR)) for i in range(count)
     )
+    state.replace_nodes(["n1", "n2"])  # no watch runs here: the Nodes the reports are about
     state.replace_reports([NodeReport("n1", True, {}, {})])
     apply_profile(crd, namespace, "zz-new", DENY_MKDIR)
     got = crd.kubectl("get", "scmp", "zz-new", "-n", namespace, "-o", "json")

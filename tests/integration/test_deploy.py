@@ -445,6 +445,8 @@ CONTROLLER_ALLOWED = [
     # Profiles that predate a tenant policy: the policies, and the namespaces' labels.
     ("list", "seccomptenantpolicies.seccompsync.io", None, None),
     ("list", "namespaces", None, None),
+    # Which Nodes exist (metadata only): a report without its Node counts for nothing.
+    *((verb, "nodes", None, None) for verb in ["list", "watch"]),
 ]
 CONTROLLER_DENIED = [
     ("create", "seccomptenantpolicies.seccompsync.io", None, None),

@@ -24,7 +24,7 @@ import yaml
 
 from agent.main import main
 from tests.cluster.pytest_plugin import Cluster, ClusterError
-from tests.integration.crds import CRDS_DIR
+from tests.integration.crds import CRDS_DIR, apply_documents
 from tests.integration.profiles import DENY_MKDIR
 from tests.integration.test_deploy import token_kubeconfig
 
@@ -68,17 +68,6 @@ def previous_release_crd(file: str) -> dict[str, Any]:
     return crd
 
 
-def apply(cluster: Cluster, *documents: dict[str, Any]) -> None:
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        "-",
-        input="\n---\n".join(json.dumps(d) for d in documents),
-    )
-
-
 def etcd_api_version(cluster: Cluster, key: str) -> str:
     """The apiVersion in the bytes etcd holds under `key` (custom resources are stored as JSON)."""
     ports = json.loads((cluster.state_dir / "ports.json").read_text(encoding="utf-8"))
@@ -114,7 +103,7 @@ def migration_account(cluster: Cluster, tmp_path: Path) -> Cluster:
     cluster as that account sees it."""
     cluster.kubectl("create", "namespace", MIGRATION_NAMESPACE)
     rendered = yaml.safe_load_all(cluster.kubectl("kustomize", str(MIGRATION_DIR)).stdout)
-    apply(cluster, *(d for d in rendered if d and d["kind"] != "Job"))
+    apply_documents(cluster, *(d for d in rendered if d and d["kind"] != "Job"))
     token = cluster.kubectl(
         "create", "token", MIGRATION_ACCOUNT, "-n", MIGRATION_NAMESPACE, "--duration=1h"
     ).stdout.strip()
@@ -159,7 +148,7 @@ def get(cluster: Cluster, resource: str, *args: str) -> dict[str, Any]:
 def test_objects_created_as_v1alpha1_are_stored_as_v1beta1_after_migrate_storage(
     fresh: Cluster, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    apply(fresh, *(previous_release_crd(f) for f in CRDS.values()))
+    apply_documents(fresh, *(previous_release_crd(f) for f in CRDS.values()))
     wait_established(fresh)
     namespace = f"t-{uuid.uuid4().hex[:8]}"
     fresh.kubectl("create", "namespace", namespace)
@@ -184,7 +173,7 @@ def test_objects_created_as_v1alpha1_are_stored_as_v1beta1_after_migrate_storage
         "metadata": {"name": "strict"},
         "spec": {"namespaceSelector": {"matchLabels": {"x": "y"}}, "atLeastRuntimeDefault": True},
     }
-    apply(fresh, *profiles, node_status, policy)
+    apply_documents(fresh, *profiles, node_status, policy)
     keys = {
         **{
             f"/registry/seccompsync.io/seccompprofiles/{namespace}/p{i}": ("seccompprofiles", i)

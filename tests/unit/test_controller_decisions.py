@@ -17,6 +17,8 @@ from agent.api.node_report import SHA_PREFIX, NodeReport
 from agent.controller.gated_pods import GATE, GatedPod
 from agent.controller.gates import EVENT_REASON
 from agent.controller.main import Controller, ControllerIO, build_controller
+from agent.controller.nodeless import EVENT_REASON as NODELESS
+from agent.controller.nodeless import GRACE_SECONDS, NodelessReports
 from agent.controller.pod_gates import RecordedPodGates
 from agent.controller.profile_status import ProfileView
 from agent.controller.profile_statuses import RecordedProfileStatuses
@@ -35,14 +37,19 @@ class Fakes:
     def __init__(self) -> None:
         self.statuses = RecordedProfileStatuses()
         self.pods = RecordedPodGates()
-        self.io = ControllerIO(self.statuses, self.pods, PolicyContext, RecordedEvents())
+        self.report_events = RecordedEvents()
+        self.io = ControllerIO(
+            self.statuses, self.pods, PolicyContext, RecordedEvents(), self.report_events
+        )
 
     def controller(self) -> Controller:
         parser = argparse.ArgumentParser()
         add_controller_arguments(parser)
         settings = build_controller_settings(parser.parse_args(["--identity", "c-1"]), {})
         # The API client serves only the watches and the Lease, which no test here runs.
-        return build_controller(settings, client.ApiClient(client.Configuration()), self.io)
+        controller = build_controller(settings, client.ApiClient(client.Configuration()), self.io)
+        controller.state.replace_nodes(["n1"])  # the Node the reports below are about
+        return controller
 
 
 def app_pod(created: float, resource_version: str = "7") -> GatedPod:
@@ -171,3 +178,56 @@ def test_a_status_already_right_is_not_written_again() -> None:
         assert fakes.statuses.writes == [WEB]
 
     run(scenario)
+
+
+GHOST = NodeReport("ghost", True, {}, {}, uid="u-ghost")  # a report whose Node does not exist
+
+
+def test_a_report_without_a_node_neither_holds_a_pod_nor_lowers_ready() -> None:
+    fakes = Fakes()
+    controller = fakes.controller()  # Node n1 exists; there is no Node "ghost"
+    state = controller.state
+    state.replace_profiles([VIEW])
+    state.replace_reports([INSTALLED, GHOST])
+    state.replace_pods([app_pod(time.time())])
+
+    async def scenario() -> None:
+        task = asyncio.create_task(controller.aggregator.run())
+        try:
+            await controller.gates.reconcile(time.time())
+            assert fakes.pods.released["default/app"]  # not held for the ghost
+            await until(lambda: WEB in fakes.statuses.statuses, "the status")
+            assert fakes.statuses.statuses[WEB]["readyNodes"] == "1/1"
+            state.put_node("ghost")  # its Node appears: it counts from now on
+            await until(
+                lambda: fakes.statuses.statuses[WEB]["readyNodes"] == "1/2", "ghost counted"
+            )
+            state.drop_node("ghost")
+            await until(
+                lambda: fakes.statuses.statuses[WEB]["readyNodes"] == "1/1", "ghost left out"
+            )
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    run(scenario)
+
+
+def test_a_report_without_a_node_is_warned_of_once_after_the_grace_period() -> None:
+    fakes = Fakes()
+    controller = fakes.controller()
+    state = controller.state
+    state.replace_reports([INSTALLED, GHOST])
+    nodeless = NodelessReports(state, fakes.report_events, controller.metrics)
+    assert nodeless.check(100.0) == []  # its Node may just be on its way
+    assert nodeless.check(100.0 + GRACE_SECONDS) == ["ghost"]
+    for later in (200.0, 300.0):
+        assert nodeless.check(later) == []  # once, not per pass
+    assert fakes.report_events.reasons(NODELESS) == ["/ghost"]
+    assert "kubectl delete seccompnodestatus ghost" in fakes.report_events.warnings[0][3]
+    assert fakes.report_events.warnings[0][1] == "u-ghost"
+    gauge = controller.metrics.registry.get_sample_value("seccomp_sync_nodeless_reports")
+    assert gauge == 1.0
+    state.put_node("ghost")
+    assert nodeless.check(400.0) == []
+    assert controller.metrics.registry.get_sample_value("seccomp_sync_nodeless_reports") == 0.0

@@ -27,8 +27,9 @@ def test_synced_only_after_every_listing() -> None:
     state = ClusterState()
     state.replace_profiles([])
     state.replace_reports([])
-    assert not state.synced
     state.replace_pods([])
+    assert not state.synced
+    state.replace_nodes([])
     assert state.synced
 
 

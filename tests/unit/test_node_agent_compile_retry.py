@@ -207,3 +207,54 @@ def test_a_trivial_profile_gets_its_verdict_while_expensive_ones_still_compile(
         done = asyncio.run(scenario(compiler))
     # Ordering, not wall-clock: the trivial verdict comes before at least five of the six.
     assert done.index("web") <= 1, done
+
+
+def test_a_restart_compiles_only_what_its_disk_does_not_hold_already(tmp_path: Path) -> None:
+    """An agent restarted on its own disk finds every file in place: the same bytes passed the
+    compile when they were written and are not compiled again; anything else still is."""
+    (tmp_path / "root").mkdir()
+    store = ProfileStore(tmp_path / "root")
+    store.ensure_managed_dir()
+    path = tmp_path / "root" / "seccomp-sync" / "team-a" / "web.json"
+    compiled: list[str] = []
+
+    async def start(compiler: Compiler, event: dict[str, Any]) -> NodeAgent:
+        def compile_profile(document: Any, architectures: Sequence[str]) -> list[ArchCompileResult]:
+            compiled.append(document["defaultAction"])
+            return compiler.compile(document, architectures)
+
+        agent = node_agent(store, compile_profile)
+        parts = [asyncio.create_task(agent.syncer.run()), asyncio.create_task(agent.profiles.run())]
+        await handled(agent, "ADDED", event)
+        await agent.syncer.wait_idle()
+        for part in parts:
+            part.cancel()
+        agent.validation_lanes.shutdown()
+        return agent
+
+    async def scenario(compiler: Compiler) -> None:
+        first = await start(compiler, body())
+        written = path.read_bytes()
+        assert compiled == ["SCMP_ACT_ERRNO"]
+        # A restart: nothing compiled, nothing written, and the profile counts as installed.
+        restarted = await start(compiler, body())
+        assert compiled == ["SCMP_ACT_ERRNO"]
+        assert restarted.catalog.status_of(ProfileKey("team-a", "web")) == first.catalog.status_of(
+            ProfileKey("team-a", "web")
+        )
+        assert restarted.catalog.records[ProfileKey("team-a", "web")].valid
+        assert path.read_bytes() == written
+        # Changed on the host while the agent was down: compiled again, then restored.
+        path.write_bytes(written.replace(b"SCMP_ACT_ERRNO", b"SCMP_ACT_LOG"))
+        await start(compiler, body())
+        assert compiled == ["SCMP_ACT_ERRNO", "SCMP_ACT_ERRNO"]
+        assert path.read_bytes() == written
+        # A profile whose content changed meanwhile is compiled before it is written.
+        changed = body(2)
+        changed["spec"]["defaultAction"] = "SCMP_ACT_KILL_PROCESS"
+        await start(compiler, changed)
+        assert compiled[-1] == "SCMP_ACT_KILL_PROCESS"
+        assert json.loads(path.read_text())["defaultAction"] == "SCMP_ACT_KILL_PROCESS"
+
+    with Compiler() as compiler:
+        asyncio.run(scenario(compiler))
