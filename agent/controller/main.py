@@ -64,7 +64,7 @@ log = logging.getLogger("agent.controller")
 # it opens one more for each request and closes it after (a TCP and TLS handshake each time),
 # and the client's own default is five per CPU the process sees: 10 on two cores, 320 on a
 # 64-core node, neither of them ours to pick.
-WATCHES: Final = 3  # `_watches`: profiles, node reports, unscheduled pods
+WATCHES: Final = 4  # `_watches`: profiles, node reports, unscheduled pods, Nodes
 CONNECTIONS: Final = WATCHES + 1 + STATUS_WRITES + RELEASE_WRITES + 1
 
 
