@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from kubernetes import client
 
@@ -31,8 +31,10 @@ from agent.api.model import (
     PLURAL,
 )
 from agent.api.node_report import NodeReport, parse_status
+from agent.controller.aggregator import PARALLEL_WRITES as STATUS_WRITES
 from agent.controller.aggregator import DirtyProfiles, ProfileStatuses, StatusAggregator
 from agent.controller.gated_pods import GatedPod, gated_pod
+from agent.controller.gates import PARALLEL_WRITES as RELEASE_WRITES
 from agent.controller.gates import GateHandler, PodGates
 from agent.controller.metrics import ControllerMetrics
 from agent.controller.nodeless import NodelessReports
@@ -55,6 +57,15 @@ from agent.runtime.http_server import HttpServer
 from agent.runtime.supervisor import Supervisor
 
 log = logging.getLogger("agent.controller")
+
+# Requests this process can have open to the API server at once: one per watch (each holds its
+# connection for as long as it streams), the Lease, the status writes, the gate releases, and
+# the tenant policies' read. urllib3 keeps at most this many connections to a host; above it,
+# it opens one more for each request and closes it after (a TCP and TLS handshake each time),
+# and the client's own default is five per CPU the process sees: 10 on two cores, 320 on a
+# 64-core node, neither of them ours to pick.
+WATCHES: Final = 4  # `_watches`: profiles, node reports, unscheduled pods, Nodes
+CONNECTIONS: Final = WATCHES + 1 + STATUS_WRITES + RELEASE_WRITES + 1
 
 
 @dataclass(frozen=True)
@@ -211,6 +222,7 @@ async def serve(settings: ControllerSettings) -> None:
     # urllib3 would silently retry a timed-out request three times, turning a 5 s request
     # timeout into 20 s: longer than the Lease. Our own loops retry, with backoff and a log line.
     configuration.retries = 0
+    configuration.connection_pool_maxsize = CONNECTIONS
     api = api_client(configuration)
     controller = build_controller(settings, api, api_io(api, settings.identity))
     log.info(
