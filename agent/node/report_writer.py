@@ -56,16 +56,14 @@ class NodeStatusPublisher:
         return self._task
 
     async def _announce(self) -> None:
+        status = self._build()
         try:
-            created = await asyncio.to_thread(self._create_if_missing, self._build())
+            created = await asyncio.to_thread(self._create_if_missing, status)
         except Exception as exc:  # API errors, timeouts, refused connections alike
-            log.warning(
-                "could not announce this node's status; retrying",
-                extra={"status": getattr(exc, "status", None), "error": str(exc)[:200]},
-            )
-            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.announce)
+            _retry_later("could not announce this node's status; retrying", exc, self.announce)
             return
         if created:
+            self._published = status
             self.writes += 1
         else:
             log.info(
@@ -96,11 +94,7 @@ class NodeStatusPublisher:
         try:
             await asyncio.to_thread(self._write, status)
         except Exception as exc:  # API errors, timeouts, refused connections alike
-            log.warning(
-                "could not publish node status; retrying",
-                extra={"status": getattr(exc, "status", None), "error": str(exc)[:200]},
-            )
-            asyncio.get_running_loop().call_later(RETRY_SECONDS, self.changed)
+            _retry_later("could not publish node status; retrying", exc, self.changed)
             return
         self._published = status
         self.writes += 1
@@ -157,3 +151,9 @@ class RecordingStatusWriter:
 
     def changed(self) -> None:
         self.changes += 1
+
+
+def _retry_later(message: str, exc: Exception, again: Callable[[], object]) -> None:
+    """Log a failed write (with the API status, if any) and call ``again`` after a pause."""
+    log.warning(message, extra={"status": getattr(exc, "status", None), "error": str(exc)[:200]})
+    asyncio.get_running_loop().call_later(RETRY_SECONDS, again)
