@@ -34,7 +34,11 @@ def localhost_profile(key: ProfileKey) -> str:
 
 def key_of_localhost_profile(path: str) -> ProfileKey | None:
     """`seccomp-sync/<ns>/<name>.json` -> its key; None for a profile that is not ours."""
-    prefix = f"{MANAGED_DIR_NAME}/"
+    return key_below(path, f"{MANAGED_DIR_NAME}/")
+
+
+def key_below(path: str, prefix: str) -> ProfileKey | None:
+    """`<prefix><ns>/<name>.json` -> (ns, name); None for any other shape of path."""
     if not path.startswith(prefix) or not path.endswith(PROFILE_SUFFIX):
         return None
     parts = path.removeprefix(prefix).removesuffix(PROFILE_SUFFIX).split("/")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from agent.api.keys import ProfileKey
-from agent.api.layout import MANAGED_DIR_NAME, PROFILE_SUFFIX
+from agent.api.layout import MANAGED_DIR_NAME, PROFILE_SUFFIX, key_below
 
 RECORDING_KIND: Final = "SeccompProfileRecording"
 RECORDING_PLURAL: Final = "seccompprofilerecordings"
@@ -41,11 +41,7 @@ def recording_localhost_profile(key: ProfileKey) -> str:
 
 def recording_of_localhost_profile(path: str) -> ProfileKey | None:
     """`seccomp-sync/_recording/<ns>/<name>.json` -> the recording's key; None otherwise."""
-    prefix = f"{MANAGED_DIR_NAME}/{RECORDING_DIR_NAME}/"
-    if not path.startswith(prefix) or not path.endswith(PROFILE_SUFFIX):
-        return None
-    parts = path.removeprefix(prefix).removesuffix(PROFILE_SUFFIX).split("/")
-    return ProfileKey(parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
+    return key_below(path, f"{MANAGED_DIR_NAME}/{RECORDING_DIR_NAME}/")
 
 
 def listener_metadata(key: ProfileKey) -> str:
