@@ -13,10 +13,15 @@ It never denies: whatever goes wrong inside the recorder (a name it cannot resol
 answer is still "continue", and the error is counted. The fd reports POLLHUP once the
 container's last task has exited; the container is then done.
 
+A refused listener is not closed at once: runc's init holds its own copy of it until it execs
+the container's program, and a notified call of its own would wait on that copy forever (the
+container hangs in `created`). It is answered, unrecorded, until that exec, then closed: the
+program's first notified call fails with ENOSYS and the container fails where users see it.
+
 A thread, not the event loop: every notified syscall of every recorded container waits for this
 answer, so it must not queue behind the agent's other work.
 
-What it must refuse (closing the fd, so the container's notified syscalls fail with ENOSYS):
+What it must refuse (the container's notified syscalls then fail with ENOSYS, see below):
 a listener whose metadata names no active recording, or whose pod lives in another namespace
 than the recording (a recording never observes another namespace's pods). `admit` decides.
 """
@@ -38,7 +43,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from agent.api.keys import ProfileKey
 from agent.seccomp.syscalls import architecture_name
@@ -60,6 +65,7 @@ MAX_STATE_BYTES: Final = 256 * 1024  # the OCI state is a few kB; its annotation
 STATE_READ_SECONDS: Final = 2.0  # runc sends at once, then closes: a slow peer is not runc
 RETRY_SECONDS: Final = 10.0
 BACKLOG: Final = 128
+EXEC_CALLS: Final = frozenset({"execve", "execveat"})  # runc's init becomes the container
 NAMESPACE_ANNOTATION: Final = "io.kubernetes.cri.sandbox-namespace"
 POD_ANNOTATION: Final = "io.kubernetes.cri.sandbox-name"
 POD_UID_ANNOTATION: Final = "io.kubernetes.cri.sandbox-uid"
@@ -191,15 +197,30 @@ class Observations:
 class Listener:
     state: ListenerState
     since: float
+    refused: str | None = None  # served unrecorded until the container's exec, then closed
 
 
-class RecorderCounters:
-    """What the recorder counts; the agent's Metrics provide one backed by Prometheus."""
+class RecorderCounters(Protocol):
+    """What the recorder counts (agent.node.metrics.RecorderMetrics: Prometheus series)."""
 
     def notification(self) -> None: ...
     def error(self) -> None: ...
     def connection(self, outcome: str) -> None: ...
     def listeners(self, count: int) -> None: ...
+
+
+class _NoCounters:
+    def notification(self) -> None:
+        pass
+
+    def error(self) -> None:
+        pass
+
+    def connection(self, outcome: str) -> None:
+        pass
+
+    def listeners(self, count: int) -> None:
+        pass
 
 
 Admit = Callable[[ListenerState], str | None]  # None: serve it; else why it is refused
@@ -222,7 +243,7 @@ class Recorder:
         self.socket_path = socket_path
         self.observations = observations
         self._admit = admit
-        self._counters = counters or RecorderCounters()
+        self._counters: RecorderCounters = counters or _NoCounters()
         self._on_change = on_change
         # Live listeners by fd. Owned by the object, not the thread: if the thread fails and
         # the supervisor starts it again, the containers it served are served again.
@@ -299,14 +320,14 @@ class Recorder:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             server.bind(str(temporary))
-            os.chmod(temporary, SOCKET_MODE)
-            os.rename(temporary, self.socket_path)
+            temporary.chmod(SOCKET_MODE)
+            temporary.rename(self.socket_path)
             server.listen(BACKLOG)
             server.setblocking(False)
         except BaseException:
             server.close()
             with contextlib.suppress(OSError):
-                os.unlink(temporary)
+                temporary.unlink()
             raise
         return server
 
@@ -327,7 +348,9 @@ class Recorder:
                     if accepted is not None:
                         poller.register(accepted, select.POLLIN)
                 elif mask & select.POLLIN:
-                    self._answer(fd, buffer)
+                    if self._answer(fd, buffer):
+                        poller.unregister(fd)
+                        self._close(fd)
                 else:  # POLLHUP, POLLERR, POLLNVAL: the container's last task exited
                     poller.unregister(fd)
                     self._close(fd)
@@ -363,12 +386,17 @@ class Recorder:
             os.close(fd)
             self._error("could not decide on a listener", exc)
             return None
+        os.set_inheritable(fd, False)
         if reason is not None:
-            os.close(fd)
+            # Not closed now: runc's init still holds its own copy of the listener, and its
+            # next notified call would wait on it forever (runc 1.1.5 hung in `created`, seen).
+            # Answered, unrecorded, until the container's exec; then closed, and the program
+            # fails at its first notified call (ENOSYS): the pod fails, visibly.
             self.refused[(state.pod_ref, state.container)] = reason
             self._refused("refused", reason, state)
-            return None
-        os.set_inheritable(fd, False)
+            with self._lock:
+                self._listeners[fd] = Listener(state, time.time(), refused=reason)
+            return fd
         with self._lock:
             self._listeners[fd] = Listener(state, time.time())
             count = len(self._listeners)
@@ -387,18 +415,20 @@ class Recorder:
         )
         return fd
 
-    def _answer(self, fd: int, buffer: bytearray) -> None:
+    def _answer(self, fd: int, buffer: bytearray) -> bool:
+        """Answer one notification "continue", then record it; True: close this listener."""
         buffer[:] = bytes(NOTIF_SIZE)  # the kernel refuses a receive buffer that is not zeroed
         try:
             fcntl.ioctl(fd, IOCTL_NOTIF_RECV, buffer, True)
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.EINTR):  # ENOENT: the task died
                 self._error("could not receive a notification", exc)
-            return
+            return False
         ident, _, _, number, arch, _, *_ = NOTIF.unpack(buffer)
         # Answer first, whatever follows: the task waits, and the recorder must never deny.
         try:
-            fcntl.ioctl(fd, IOCTL_NOTIF_SEND, bytearray(NOTIF_RESP.pack(ident, 0, 0, FLAG_CONTINUE)))
+            answer = bytearray(NOTIF_RESP.pack(ident, 0, 0, FLAG_CONTINUE))
+            fcntl.ioctl(fd, IOCTL_NOTIF_SEND, answer)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 self._error("could not answer a notification", exc)
@@ -406,10 +436,12 @@ class Recorder:
         try:
             listener = self._listeners.get(fd)
             if listener is None:
-                return
+                return False
             name = self._names.get((arch, number))
             if name is None:
                 name = self._names.setdefault((arch, number), syscall_name(arch, number))
+            if listener.refused is not None:
+                return name in EXEC_CALLS
             architecture = architecture_name(arch) or f"{arch:#x}"
             if self.observations.add(
                 listener.state.recording, listener.state.container, name, architecture
@@ -417,6 +449,7 @@ class Recorder:
                 self._on_change()
         except Exception as exc:  # recorded or not, the syscall already went on
             self._error("could not record a syscall", exc)
+        return False
 
     def _close(self, fd: int) -> None:
         with self._lock:
@@ -425,7 +458,7 @@ class Recorder:
         with contextlib.suppress(OSError):
             os.close(fd)
         self._counters.listeners(count)
-        if listener is not None:
+        if listener is not None and listener.refused is None:
             log.info(
                 "container done",
                 extra={

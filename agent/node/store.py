@@ -420,7 +420,6 @@ class ProfileStore:
         _lock(fd, lock, self.managed_dir)
         return fd
 
-
     def _walk(self, *, ensure: bool) -> int | None:
         """Open (or create) each directory from the root down to the managed one, each relative
         to its parent and never through a symlink; None if one is missing and not `ensure`."""

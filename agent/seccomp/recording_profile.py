@@ -66,7 +66,7 @@ def recording_profile(
 
 def _observing(base: OciSeccomp, native: str) -> dict[str, Any]:
     """`base` with what it allows notified instead; what it denies, denied as before."""
-    architectures = list(base.architectures or [native])
+    architectures = [str(a) for a in base.architectures] if base.architectures else [native]
     rules: list[dict[str, Any]] = []
     for rule in base.syscalls or []:
         entry: dict[str, Any] = {"names": list(rule.names), "action": rule.action}
