@@ -293,14 +293,15 @@ class Recordings:
         while True:
             self._wake.clear()
             if self._listed:
-                await asyncio.to_thread(self.sync)
+                # A copy: the watch replaces the objects on the loop while the disk is written.
+                await asyncio.to_thread(self.sync, dict(self.objects))
                 self._changed()
             await event_within(self._wake, self._check_seconds)
 
-    def sync(self) -> None:
+    def sync(self, objects: Mapping[ProfileKey, RecordingObject] | None = None) -> None:
         """Write each active recording's profile, remove every other file. Idempotent."""
         wanted: dict[ProfileKey, bytes] = {}
-        for key, obj in self.objects.items():
+        for key, obj in (self.objects if objects is None else objects).items():
             if not obj.active:
                 continue
             content, problem = self._content(obj)
