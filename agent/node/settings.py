@@ -14,9 +14,10 @@ DEFAULT_HTTP_HOST = "0.0.0.0"  # every IPv4 address: the kubelet probes the pod 
 DEFAULT_ROOT = Path("/var/lib/kubelet/seccomp")
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_RESYNC_SECONDS = 300.0
-# The recorder's socket, at the same path in the agent's container as on the host: runc
-# connects to a recording profile's listenerPath from the host's mount namespace.
-DEFAULT_RECORDER_SOCKET = Path("/run/seccomp-sync/recorder.sock")
+# Where the DaemonSet puts the recorder's socket, at the same path in the agent's container as
+# on the host: runc connects to a recording profile's listenerPath from the host's mount
+# namespace. Off unless asked for: an agent run by hand must not take a host path of its own.
+RECORDER_SOCKET = Path("/run/seccomp-sync/recorder.sock")
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Settings:
     log_level: str
     remove_startup_taint: bool
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
-    recorder_socket: Path | None = DEFAULT_RECORDER_SOCKET  # None: no in-cluster recording
+    recorder_socket: Path | None = None  # None: no in-cluster recording on this node
 
     @property
     def managed_dir(self) -> Path:
@@ -93,16 +94,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recorder-socket",
         default=None,
-        help=f"unix socket where runc hands over recorded containers' seccomp listeners; the "
-        f"same path must reach it on the host (default: SECCOMP_SYNC_RECORDER_SOCKET {env}, "
-        f"else {DEFAULT_RECORDER_SOCKET}; an empty value turns in-cluster recording off)",
+        help=f"unix socket where runc hands over recorded containers' seccomp listeners, at the "
+        f"same path as on the host (the DaemonSet's: {RECORDER_SOCKET}; default: "
+        f"SECCOMP_SYNC_RECORDER_SOCKET {env}, else none: no in-cluster recording)",
     )
 
 
 def _recorder_socket(args: argparse.Namespace, environ: Mapping[str, str]) -> Path | None:
     value = args.recorder_socket
     if value is None:
-        value = environ.get("SECCOMP_SYNC_RECORDER_SOCKET", str(DEFAULT_RECORDER_SOCKET))
+        value = environ.get("SECCOMP_SYNC_RECORDER_SOCKET", "")
     if not value:
         return None
     path = Path(value)

@@ -27,7 +27,7 @@ from tests.node.pytest_plugin import Node
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
 CRD = "seccompprofilerecordings.seccompsync.io"
-MINIMAL_CRD = Path(__file__).parent / "fixtures" / "recording-crd.yaml"
+MINIMAL_CRD = Path(__file__).resolve().parents[1] / "fixtures" / "recording-crd.yaml"
 SCRIPT = "mkdir /tmp/recorded && ls /tmp && grep '^Seccomp:' /proc/self/status && echo done"
 
 

@@ -225,6 +225,8 @@ def test_daemonset_is_hardened_and_covers_every_node(installed: list[dict[str, A
         "--http-port",
         "8080",
         "--remove-startup-taint",
+        "--recorder-socket",
+        f"{RECORDER_DIR}/recorder.sock",
     ]
     context = agent["securityContext"]
     assert context["runAsNonRoot"] is True
