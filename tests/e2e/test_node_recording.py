@@ -10,6 +10,8 @@ policy leaves alone.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,11 @@ from agent.api.keys import ProfileKey
 from agent.api.recording import recording_localhost_profile
 from tests.cluster.pytest_plugin import Cluster
 from tests.e2e import pods
-from tests.e2e.test_node_seccomp import agent  # noqa: F401 - the deployed agent, a fixture
+from tests.e2e.test_node_seccomp import (  # the deployed agent (a fixture) and its process
+    agent,  # noqa: F401
+    agent_process,
+    ready_agent,
+)
 from tests.node.images import BUSYBOX_IMAGE
 from tests.node.pytest_plugin import Node
 
@@ -45,6 +51,56 @@ def recording_crd(crd: Cluster) -> Iterator[Cluster]:
             crd.kubectl("delete", "-f", str(MINIMAL_CRD), "--ignore-not-found", check=False)
 
 
+def start_recording(cluster: Cluster, node: Node, key: ProfileKey) -> None:
+    recording = {
+        "apiVersion": "seccompsync.io/v1beta1",
+        "kind": "SeccompProfileRecording",
+        "metadata": {"name": key.name},
+        "spec": {"podSelector": {"matchLabels": {"app": key.name}}},
+    }
+    pods.create(cluster, key.namespace, recording)
+    profile = node.seccomp_root / recording_localhost_profile(key)
+    pods.poll(lambda: profile.exists() or None, 60, "the recording profile on the node")
+
+
+def recorded_pod(name: str, node: str, key: ProfileKey, command: list[str]) -> dict[str, Any]:
+    """A pod that names the recording profile by hand, bound to `node` (so never gated)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": key.name}},
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": True,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "web",
+                    "image": BUSYBOX_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": command,
+                    "securityContext": {
+                        "seccompProfile": {
+                            "type": "Localhost",
+                            "localhostProfile": recording_localhost_profile(key),
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def part(cluster: Cluster, node: str, key: ProfileKey) -> dict[str, Any] | None:
+    for entry in recording_parts(cluster, node):
+        if entry["recording"] == str(key):
+            return entry
+    return None
+
+
 def recording_parts(cluster: Cluster, node: str) -> list[dict[str, Any]]:
     out = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json", check=False).stdout
     parts: list[dict[str, Any]] = (
@@ -60,51 +116,12 @@ def test_a_pod_under_the_recording_profile_is_recorded_on_its_node(
 ) -> None:
     cluster = recording_crd
     key = ProfileKey(namespace, "web")
-    recording = {
-        "apiVersion": "seccompsync.io/v1beta1",
-        "kind": "SeccompProfileRecording",
-        "metadata": {"name": "web"},
-        "spec": {"podSelector": {"matchLabels": {"app": "web"}}},
-    }
-    pods.create(cluster, namespace, recording)
-    # The agent checks every 30 s for a CRD installed after it started.
-    profile = agent.seccomp_root / recording_localhost_profile(key)
-    written = pods.poll(
-        lambda: json.loads(profile.read_text()) if profile.exists() else None,
-        60,
-        "the recording profile on the node",
-    )
+    start_recording(cluster, agent, key)
+    written = json.loads((agent.seccomp_root / recording_localhost_profile(key)).read_text())
     assert written["listenerPath"] == "/run/seccomp-sync/recorder.sock"
     assert written["listenerMetadata"] == str(key)
 
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "web-1", "labels": {"app": "web"}},
-        "spec": {
-            "nodeName": agent.name,
-            "hostNetwork": True,
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "web",
-                    "image": BUSYBOX_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", SCRIPT],
-                    "securityContext": {
-                        "seccompProfile": {
-                            "type": "Localhost",
-                            "localhostProfile": recording_localhost_profile(key),
-                        }
-                    },
-                }
-            ],
-        },
-    }
-    pods.create(cluster, namespace, pod)
+    pods.create(cluster, namespace, recorded_pod("web-1", agent.name, key, ["sh", "-c", SCRIPT]))
     pods.poll(
         lambda: pods.get(cluster, namespace, "web-1")["status"].get("phase") == "Succeeded" or None,
         120,
@@ -114,16 +131,51 @@ def test_a_pod_under_the_recording_profile_is_recorded_on_its_node(
     assert "recorded" in out and "Seccomp:\t2" in out and "done" in out, out
 
     def recorded() -> dict[str, Any] | None:
-        for part in recording_parts(cluster, agent.name):
-            if part["recording"] == str(key) and part.get("containers"):
-                return part
-        return None
+        found = part(cluster, agent.name, key)
+        return found if found and found.get("containers") else None
 
-    part = pods.poll(recorded, 30, "the node's part of the recording")
-    assert part["ready"] is True
-    assert part["pods"] == [f"{namespace}/web-1"]
-    assert part["degraded"] == []
-    (container,) = part["containers"]
+    published = pods.poll(recorded, 30, "the node's part of the recording")
+    assert published["ready"] is True
+    assert published["pods"] == [f"{namespace}/web-1"]
+    assert published["degraded"] == []
+    (container,) = published["containers"]
     assert container["name"] == "web"
     assert {"mkdir", "execve", "getdents64", "openat"} <= set(container["syscalls"]), container
-    assert part["architectures"] == ["SCMP_ARCH_X86_64"]
+    assert published["architectures"] == ["SCMP_ARCH_X86_64"]
+
+
+def test_a_killed_agent_names_the_container_it_was_recording_as_degraded(
+    recording_crd: Cluster,
+    agent: Node,  # noqa: F811
+    namespace: str,
+) -> None:
+    """The agent's listeners die with it: the restarted agent cannot serve that container
+    again, and says so in the node part (the controller marks the recording Degraded)."""
+    cluster = recording_crd
+    key = ProfileKey(namespace, "sleeper")
+    start_recording(cluster, agent, key)
+    # Asleep in one syscall, already answered: it outlives its listener without noticing.
+    pods.create(cluster, namespace, recorded_pod("sleeper-1", agent.name, key, ["sleep", "3600"]))
+    pods.poll(
+        lambda: pods.is_running(pods.get(cluster, namespace, "sleeper-1")) or None,
+        120,
+        "the recorded pod to run",
+    )
+    pods.poll(
+        lambda: (part(cluster, agent.name, key) or {}).get("pods") or None,
+        30,
+        "the agent to record the pod",
+    )
+
+    os.kill(agent_process(agent), signal.SIGKILL)  # the kubelet restarts the agent's container
+    ready_agent(cluster, agent.name)
+
+    def degraded() -> list[dict[str, Any]] | None:
+        return (part(cluster, agent.name, key) or {}).get("degraded") or None
+
+    assert pods.poll(degraded, 60, "the restarted agent to report the cut-off container") == [
+        {"pod": f"{namespace}/sleeper-1", "container": "web", "reason": "RecorderRestarted"}
+    ]
+    after = part(cluster, agent.name, key)
+    assert after is not None and after["containers"][0]["name"] == "web"  # names kept
+    assert {"nanosleep", "clock_nanosleep"} & set(after["containers"][0]["syscalls"])
