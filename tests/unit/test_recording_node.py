@@ -3,6 +3,7 @@ profiles on a real disk, the node part (lingering, restore, restart), and the st
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from agent.node.recordings import (
     Admissions,
     Recordings,
 )
+from agent.node.settings import RECORDER_SOCKET, add_run_arguments, build_settings
 from agent.node.store import ProfileStore
+from agent.runtime.settings import SettingsError
 
 WEB = ProfileKey("shop", "web")
 SOCKET = "/run/seccomp-sync/recorder.sock"
@@ -259,3 +262,19 @@ def test_the_profile_sweep_and_the_drift_watcher_leave_recording_alone(tmp_path:
     assert main.list_managed() == frozenset()
     # The drift watcher maps no recording file to a SeccompProfile to restore.
     assert key_of(main.managed_dir, str(profile_file(tmp_path))) is None
+
+
+def test_recording_is_on_only_where_the_socket_is_given() -> None:
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+
+    def socket(argv: list[str], environ: dict[str, str]) -> Path | None:
+        return build_settings(
+            parser.parse_args(argv), {"NODE_NAME": "n1", **environ}
+        ).recorder_socket
+
+    assert socket([], {}) is None  # an agent run by hand takes no host path of its own
+    assert socket(["--recorder-socket", str(RECORDER_SOCKET)], {}) == RECORDER_SOCKET
+    assert socket([], {"SECCOMP_SYNC_RECORDER_SOCKET": "/run/x.sock"}) == Path("/run/x.sock")
+    with pytest.raises(SettingsError, match="absolute path"):
+        socket(["--recorder-socket", "recorder.sock"], {})
