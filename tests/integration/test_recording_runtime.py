@@ -22,6 +22,7 @@ from agent.api.recording import RECORDING_DIR_NAME
 from agent.node.recorder import Observations, Recorder
 from agent.node.recordings import Admissions, Recordings
 from agent.node.store import ProfileStore
+from agent.profiles.builtin_bases import builtin_profile
 from agent.seccomp.syscalls import native_architecture
 from tests.integration.tools import require_tool
 
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.runc]
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = ProfileKey("shop", "web")
+RUNTIME_DEFAULT = "runtime/default@moby-2026-06-30"
 ANNOTATIONS = {  # what containerd's CRI puts in every container's OCI spec
     "io.kubernetes.cri.sandbox-namespace": "shop",
     "io.kubernetes.cri.sandbox-name": "web-1",
@@ -84,7 +86,7 @@ def socket_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def written_profile(root: Path, socket_path: Path) -> dict[str, Any]:
+def written_profile(root: Path, socket_path: Path, base: str | None = None) -> dict[str, Any]:
     """The recording profile exactly as the agent writes it for an active recording."""
     recordings = Recordings(
         store=ProfileStore(root, subdir=RECORDING_DIR_NAME),
@@ -94,8 +96,12 @@ def written_profile(root: Path, socket_path: Path) -> dict[str, Any]:
         admissions=Admissions(),
         recorder=Recorder(socket_path, Observations(), lambda _: None),
     )
-    recordings.on_list([{"metadata": {"namespace": "shop", "name": "web", "uid": "u1"},
-                         "spec": {"podSelector": {}}}])  # fmt: skip
+    spec: dict[str, Any] = {"podSelector": {}}
+    if base is not None:
+        spec["baseProfileName"] = base
+    recordings.on_list(
+        [{"metadata": {"namespace": "shop", "name": "web", "uid": "u1"}, "spec": spec}]
+    )
     recordings.sync()
     path = root / "seccomp-sync" / RECORDING_DIR_NAME / "shop" / "web.json"
     document: dict[str, Any] = json.loads(path.read_text())
@@ -107,7 +113,8 @@ def run_container(
 ) -> subprocess.Popen[str]:
     """`runc run` of busybox sh (or, with no script, the probe) under `seccomp`, as containerd
     would: the profile file's content as the spec's linux.seccomp, the CRI's annotations."""
-    (bundle / "rootfs" / "tmp" / "go").unlink(missing_ok=True)
+    shutil.rmtree(bundle / "rootfs" / "tmp")  # each run starts with an empty /tmp
+    (bundle / "rootfs" / "tmp").mkdir()
     config = json.loads((bundle / "config.json").read_text())
     config["process"]["args"] = (
         ["/bin/probe"] if script is None else ["/bin/busybox", "sh", "-c", script]
@@ -170,6 +177,29 @@ def test_a_container_under_the_written_profile_is_recorded_and_runs_normally(
     assert recorder.live() == []  # the container exited: its listener hung up and is closed
 
 
+def test_on_a_base_runc_accepts_it_and_only_what_the_base_allows_is_recorded(
+    bundle: Path, socket_dir: Path, tmp_path: Path
+) -> None:
+    socket_path = socket_dir / "recorder.sock"
+    seccomp = written_profile(tmp_path, socket_path, base=RUNTIME_DEFAULT)
+    observations = Observations()
+    admissions = Admissions()
+    admissions.set(frozenset({WEB}))
+    recorder = Recorder(socket_path, observations, admissions.admit)
+
+    code, out, err, _ = asyncio.run(
+        serve_and_run(recorder, bundle, seccomp, "mkdir /tmp/made && ls /tmp")
+    )
+
+    assert code == 0, err
+    assert "made" in out
+    names = observations.snapshot()[WEB].syscalls["web"]
+    assert {"mkdir", "execve", "getdents64"} <= names
+    base = builtin_profile(RUNTIME_DEFAULT, native_architecture())
+    allowed = {n for r in base.syscalls or [] if r.action == "SCMP_ACT_ALLOW" for n in r.names}
+    assert names <= allowed  # nothing the base denies is ever notified
+
+
 def test_a_listener_for_another_namespace_is_refused_and_its_calls_fail(
     bundle: Path, socket_dir: Path, tmp_path: Path
 ) -> None:
@@ -198,7 +228,15 @@ def test_when_the_recorder_dies_the_containers_notified_calls_get_enosys(
     socket_path = socket_dir / "recorder.sock"
     seccomp = written_profile(tmp_path, socket_path)
     recorder = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.recorder_process", str(socket_path), "shop/web"],
+        # `access`: the probe's own loop has begun, runc's init is gone.
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.recorder_process",
+            str(socket_path),
+            "shop/web",
+            "access",
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
