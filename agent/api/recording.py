@@ -10,7 +10,8 @@ the parts of every node (`parse_node_recordings`) into the recording's status an
 recording stops, into one SeccompProfile per container (`result_profile_name`).
 
 The node part is bounded: a set of names per container (never a log of calls), at most
-`MAX_CONTAINERS` containers and `MAX_DEGRADED` degraded pods per recording. Pure: no I/O.
+`MAX_CONTAINERS` containers, `MAX_PODS` pods and `MAX_DEGRADED` degraded pods per recording.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ RECORDING_DIR_NAME: Final = "_recording"
 
 MAX_CONTAINERS: Final = 64
 MAX_DEGRADED: Final = 50
+MAX_PODS: Final = 500  # the CRD's bound: a part lists at most this many pods
 MAX_SYSCALLS: Final = 1024  # more names than any architecture has syscalls
 
 
@@ -86,7 +88,7 @@ def build_node_recordings(parts: Iterable[NodeRecording]) -> list[dict[str, Any]
                 "recording": str(part.recording),
                 "uid": part.uid,
                 "ready": part.ready,
-                "pods": sorted(part.pods),
+                "pods": sorted(part.pods)[:MAX_PODS],
                 "architectures": sorted(part.architectures),
                 "containers": [
                     {"name": name, "syscalls": sorted(names)[:MAX_SYSCALLS]}

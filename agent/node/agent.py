@@ -19,6 +19,7 @@ from agent.node.drift import CHECK_SECONDS, DriftWatcher
 from agent.node.lanes import ValidationLanes
 from agent.node.metrics import Metrics
 from agent.node.readiness import Readiness, StatusWriter
+from agent.node.recordings import Recordings
 from agent.node.resync import DEFAULT_RESYNC_SECONDS, PodPins, PodRefs, Resync
 from agent.node.store import ProfileStore
 from agent.node.syncer import STALL_SECONDS, Syncer
@@ -52,6 +53,7 @@ class NodeAgent:
         resync_seconds: float = DEFAULT_RESYNC_SECONDS,
         stall_seconds: float = STALL_SECONDS,
         drift_check_seconds: float = CHECK_SECONDS,
+        recordings: Recordings | None = None,
     ) -> None:
         """Reads the API through the three callables (each bounded by a request timeout),
         tells `status` when this node's report may have changed, and calls `on_ready` the first
@@ -60,6 +62,7 @@ class NodeAgent:
         changed = asyncio.Event()
         self.node_name = node_name
         self.catalog = catalog
+        self.recordings = recordings
         self.intake = Intake()
         self.pods = PodPins()
         self.validation_lanes = lanes or ValidationLanes()
@@ -133,6 +136,8 @@ class NodeAgent:
         """A pod on this node changed: track which profiles it pins (in-use protection)."""
         for key in self.pods.on_event(event_type, pod):
             self.syncer.enqueue(key)  # a deleted profile may now be removable, or must stay
+        if self.recordings is not None:
+            self.recordings.on_pod_event(event_type, pod)  # a recording cut short?
 
     def event_handling_failed(self, component: str) -> None:
         """Call from an `except` block: an event was lost to a bug or a transient fault."""
@@ -147,3 +152,5 @@ class NodeAgent:
         supervisor.add("drift-watcher", self.drift.run, liveness=lambda: self.drift.needs_restart)
         supervisor.add("resync", self.resync.run)
         supervisor.add("readiness", self.readiness.run)
+        if self.recordings is not None:
+            supervisor.add("recording-profiles", self.recordings.run)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 
 import kopf
 from kopf._core.engines.peering import Identity  # not re-exported; a NewType of str
 from kubernetes import client
 
-from agent.api.model import API_GROUP, API_VERSION, KIND
+from agent.api.keys import ProfileKey
+from agent.api.model import API_GROUP, API_VERSION, KIND, OciSeccomp
+from agent.api.recording import RECORDING_DIR_NAME
 from agent.kube.client import api_client, api_unavailable, kopf_connection, load_configuration
 from agent.kube.events import EventRecorder
 from agent.kube.program import run_program
@@ -19,8 +22,11 @@ from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.kopf_handlers import build_registry, quiet_kopf_loggers
 from agent.node.listing import get_profile, list_pod_profiles, list_profile_versions
-from agent.node.metrics import Metrics
+from agent.node.metrics import Metrics, RecorderMetrics
 from agent.node.profile_watch import profile_watches
+from agent.node.recorder import Observations, Recorder
+from agent.node.recording_watch import NodePartPublisher, RecordingWatch
+from agent.node.recordings import Admissions, Recordings, parse_base
 from agent.node.report_writer import NodeStatusPublisher
 from agent.node.settings import Settings, build_settings
 from agent.node.store import ProfileStore, StoreError
@@ -63,6 +69,7 @@ async def serve(settings: Settings) -> None:
         background.add(task)
         task.add_done_callback(background.discard)
 
+    recording = _recording(api, settings, store.root, architecture, metrics, catalog)
     with Compiler() as compiler:
         agent = NodeAgent(
             node_name=settings.node_name,
@@ -85,8 +92,13 @@ async def serve(settings: Settings) -> None:
             status=publisher,
             on_ready=untaint if settings.remove_startup_taint else lambda: None,
             resync_seconds=settings.resync_seconds,
+            recordings=recording.recordings if recording else None,
         )
         agent.supervise(supervisor)
+        if recording is not None:
+            supervisor.add("recorder", recording.recorder.run)
+            supervisor.add("watch-recordings", recording.watch.run)
+            supervisor.add("recording-report", recording.publisher.run)
         for watch in profile_watches(api, settings.namespaces, agent):
             supervisor.add(f"watch-{watch.name}", watch.run)
         metrics.process.watch_components([*supervisor.components, "profile-events", "pod-events"])
@@ -125,6 +137,69 @@ async def serve(settings: Settings) -> None:
             await http.stop()
             api.close()  # type: ignore[no-untyped-call]
             log.info("seccomp-sync agent stopped")
+
+
+class _Recording:
+    """The node's part of in-cluster recording, built once (see docs/recording.md)."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        recordings: Recordings,
+        watch: RecordingWatch,
+        publisher: NodePartPublisher,
+    ) -> None:
+        self.recorder = recorder
+        self.recordings = recordings
+        self.watch = watch
+        self.publisher = publisher
+
+
+def _recording(
+    api: client.ApiClient,
+    settings: Settings,
+    root: Path,
+    architecture: str,
+    metrics: Metrics,
+    catalog: ProfileCatalog,
+) -> _Recording | None:
+    if settings.recorder_socket is None:
+        return None
+    socket_path = settings.recorder_socket
+    loop = asyncio.get_running_loop()
+    observations = Observations()
+    admissions = Admissions()
+
+    def changed() -> None:
+        publisher.changed()
+
+    def changed_elsewhere() -> None:  # from the recorder's thread
+        loop.call_soon_threadsafe(changed)
+
+    recorder = Recorder(
+        socket_path,
+        observations,
+        admissions.admit,
+        counters=RecorderMetrics(metrics),
+        on_change=changed_elsewhere,
+    )
+
+    def lookup_base(key: ProfileKey) -> OciSeccomp | None:
+        record = catalog.records.get(key)
+        return parse_base(record.rendered.content) if record and record.rendered else None
+
+    recordings = Recordings(
+        store=ProfileStore(root, subdir=RECORDING_DIR_NAME),
+        native=architecture,
+        listener_path=str(socket_path),
+        observations=observations,
+        admissions=admissions,
+        recorder=recorder,
+        lookup_base=lookup_base,
+        changed=changed,
+    )
+    publisher = NodePartPublisher(api, settings.node_name, recordings.parts, recordings.restore)
+    return _Recording(recorder, recordings, RecordingWatch(api, recordings), publisher)
 
 
 async def _untaint(api: client.ApiClient, settings: Settings) -> None:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from agent.api.node_report import NodeState
 from agent.runtime.process_metrics import ProcessMetrics, Series
 
+RECORDER_OUTCOMES = ("accepted", "refused", "malformed", "no-fd", "unreadable")
 COMMON_WRITE_FAILURES = ("EROFS", "ENOSPC", "EMFILE", "EACCES", "UnsafePath")
 # Event received to file durable: sub-millisecond when warm, up to seconds on a cold start.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -74,6 +75,25 @@ class Metrics:
         )
         # The usual reasons exist from the start (at 0), so dashboards and alerts see a series.
         self.set_write_failures(dict.fromkeys(COMMON_WRITE_FAILURES, 0))
+        self.recorder_notifications = series.counter(
+            "recorder_notifications_total",
+            "Syscalls of recorded containers answered (always with 'continue').",
+        )
+        self.recorder_errors = series.counter(
+            "recorder_errors_total",
+            "Errors inside the recorder; the syscall was let through all the same, but a name "
+            "may be missing from the recording.",
+        )
+        self.recorder_connections = series.counter(
+            "recorder_connections_total",
+            "Listeners handed over by the runtime, by outcome (accepted, refused, malformed...).",
+            ["outcome"],
+        )
+        for outcome in RECORDER_OUTCOMES:
+            self.recorder_connections.labels(outcome=outcome)
+        self.recorder_listeners = series.gauge(
+            "recorder_listeners", "Containers being recorded on this node right now."
+        )
         self.process = ProcessMetrics(self.registry, "agent")
 
     def set_profile_counts(self, counts: dict[NodeState, int]) -> None:
@@ -85,3 +105,22 @@ class Metrics:
         self._write_failure_reasons.update(counts)
         for reason in self._write_failure_reasons:
             self.write_failures.labels(reason=reason).set(counts.get(reason, 0))
+
+
+class RecorderMetrics:
+    """The recorder's counts (agent.node.recorder.RecorderCounters) as Prometheus series."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def notification(self) -> None:
+        self._metrics.recorder_notifications.inc()
+
+    def error(self) -> None:
+        self._metrics.recorder_errors.inc()
+
+    def connection(self, outcome: str) -> None:
+        self._metrics.recorder_connections.labels(outcome=outcome).inc()
+
+    def listeners(self, count: int) -> None:
+        self._metrics.recorder_listeners.set(count)

@@ -14,6 +14,10 @@ DEFAULT_HTTP_HOST = "0.0.0.0"  # every IPv4 address: the kubelet probes the pod 
 DEFAULT_ROOT = Path("/var/lib/kubelet/seccomp")
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_RESYNC_SECONDS = 300.0
+# Where the DaemonSet puts the recorder's socket, at the same path in the agent's container as
+# on the host: runc connects to a recording profile's listenerPath from the host's mount
+# namespace. Off unless asked for: an agent run by hand must not take a host path of its own.
+RECORDER_SOCKET = Path("/run/seccomp-sync/recorder.sock")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Settings:
     log_level: str
     remove_startup_taint: bool
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
+    recorder_socket: Path | None = None  # None: no in-cluster recording on this node
 
     @property
     def managed_dir(self) -> Path:
@@ -86,6 +91,27 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"period of the level-triggered resync with the API and the disk, jittered by 10%% "
         f"(default: SECCOMP_SYNC_RESYNC_SECONDS {env}, else {DEFAULT_RESYNC_SECONDS:.0f})",
     )
+    parser.add_argument(
+        "--recorder-socket",
+        default=None,
+        help=f"unix socket where runc hands over recorded containers' seccomp listeners, at the "
+        f"same path as on the host (the DaemonSet's: {RECORDER_SOCKET}; default: "
+        f"SECCOMP_SYNC_RECORDER_SOCKET {env}, else none: no in-cluster recording)",
+    )
+
+
+def _recorder_socket(args: argparse.Namespace, environ: Mapping[str, str]) -> Path | None:
+    value = args.recorder_socket
+    if value is None:
+        value = environ.get("SECCOMP_SYNC_RECORDER_SOCKET", "")
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        raise SettingsError(
+            f"the recorder socket must be an absolute path (the host's), not {value!r}"
+        )
+    return path
 
 
 def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -116,4 +142,5 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
         log_level=args.log_level.upper(),
         remove_startup_taint=args.remove_startup_taint,
         resync_seconds=resync,
+        recorder_socket=_recorder_socket(args, environ),
     )

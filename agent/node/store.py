@@ -43,6 +43,7 @@ from typing import Final, Literal, Protocol
 from agent.api.keys import ProfileKey, is_dns_label
 from agent.api.layout import MANAGED_DIR_NAME, PROFILE_SUFFIX, file_name, name_of_file
 from agent.api.model import DNS1123_LABEL_MAX
+from agent.api.recording import RECORDING_DIR_NAME
 
 FILE_MODE: Final = 0o644
 DIR_MODE: Final = 0o755
@@ -51,6 +52,10 @@ _TEMP_TOKEN_BYTES: Final = 8  # 16 hex digits, as _TEMP_NAME expects
 _TEMP_NAME: Final = re.compile(r"\.(?P<name>[^/]+)\.json\.tmp-[0-9a-f]{16}")
 _TEMP_CREATE_ATTEMPTS: Final = 8
 _READ_CHUNK: Final = 64 * 1024
+
+# Directories below the managed one that belong to another `ProfileStore` (`subdir`): a
+# namespace is a DNS label, which never starts with "_", so none can be taken for the other.
+_SUBSTORES: Final = frozenset({RECORDING_DIR_NAME})
 
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted in place of a profile must not hang the agent before fstat rejects it.
@@ -165,13 +170,16 @@ class Store(Protocol):
 class ProfileStore:
     """Profiles under `<root>/seccomp-sync`. Holds no open descriptors between calls."""
 
-    def __init__(self, root: Path, calls: SystemCalls = os) -> None:
+    def __init__(self, root: Path, calls: SystemCalls = os, *, subdir: str | None = None) -> None:
+        """`subdir`: a store of its own in `<root>/seccomp-sync/<subdir>` (the recording
+        profiles, `_recording`), with its own lock; this store's sweep leaves it alone."""
         self.root = root
         self._fs = calls
+        self._path = (MANAGED_DIR_NAME,) if subdir is None else (MANAGED_DIR_NAME, subdir)
 
     @property
     def managed_dir(self) -> Path:
-        return self.root / MANAGED_DIR_NAME
+        return self.root.joinpath(*self._path)
 
     def profile_path(self, namespace: str, name: str) -> Path:
         """The host path of a profile, for reporting; the store itself never resolves it."""
@@ -188,8 +196,7 @@ class ProfileStore:
         """A descriptor of the managed directory as it is now, for watching it (the caller
         closes it). While it is held the directory's inode cannot be reused, so
         `is_current` tells a directory recreated under the same path apart for certain."""
-        with _closing(self._fs, self._open_root()) as root_fd:
-            fd = _open_dir(self._fs, root_fd, MANAGED_DIR_NAME, self.managed_dir)
+        fd = self._walk(ensure=False)
         if fd is None:
             raise StoreError(self.managed_dir, f"{self.managed_dir} does not exist", "ENOENT")
         try:
@@ -352,6 +359,8 @@ class ProfileStore:
                 entry_path = self.managed_dir / entry.name
                 if is_dns_label(entry.name) and entry.is_dir(follow_symlinks=False):
                     sweep.namespace(managed_fd, entry.name, entry_path)
+                elif entry.name in _SUBSTORES and entry.is_dir(follow_symlinks=False):
+                    continue  # a store of its own (`subdir`), swept by its owner
                 else:
                     sweep.unexpected.append(entry_path)
         return sweep.result()
@@ -381,8 +390,7 @@ class ProfileStore:
         self, stack: contextlib.ExitStack, *, lock: int | None = None
     ) -> int | None:
         """The managed directory's fd (closed by `stack`), or None if it does not exist yet."""
-        with _closing(self._fs, self._open_root()) as root_fd:
-            fd = _open_dir(self._fs, root_fd, MANAGED_DIR_NAME, self.managed_dir)
+        fd = self._walk(ensure=False)
         if fd is not None:
             stack.callback(self._fs.close, fd)
             if lock is not None:
@@ -405,10 +413,31 @@ class ProfileStore:
 
     def _ensure_managed_dir(self, stack: contextlib.ExitStack, *, lock: int) -> int:
         """The managed directory's fd (closed by `stack`), creating the directory if missing."""
-        with _closing(self._fs, self._open_root()) as root_fd:
-            fd = _ensure_dir(self._fs, root_fd, MANAGED_DIR_NAME, self.managed_dir)
+        fd = self._walk(ensure=True)
+        if fd is None:  # never: _ensure_dir creates what is missing or raises
+            raise StoreError(self.managed_dir, f"{self.managed_dir} could not be created")
         stack.callback(self._fs.close, fd)
         _lock(fd, lock, self.managed_dir)
+        return fd
+
+    def _walk(self, *, ensure: bool) -> int | None:
+        """Open (or create) each directory from the root down to the managed one, each relative
+        to its parent and never through a symlink; None if one is missing and not `ensure`."""
+        fd = self._open_root()
+        path = self.root
+        for part in self._path:
+            path = path / part
+            try:
+                child = (
+                    _ensure_dir(self._fs, fd, part, path)
+                    if ensure
+                    else _open_dir(self._fs, fd, part, path)
+                )
+            finally:
+                self._fs.close(fd)
+            if child is None:
+                return None
+            fd = child
         return fd
 
 

@@ -243,7 +243,12 @@ def test_kubelet_root_dir_reaches_the_host_path_and_the_agent(
     for c in (container, init):
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
         assert mounts["profiles"] == directory
-    assert init["command"] == ["chown", "65532:65532", directory]
+    # The recorder's socket directory does not move with the kubelet's root: runc finds it there.
+    assert volumes["recorder"]["hostPath"] == {
+        "path": "/run/seccomp-sync",
+        "type": "DirectoryOrCreate",
+    }
+    assert init["command"] == ["chown", "65532:65532", directory, "/run/seccomp-sync"]
 
 
 def test_scheduling_values_reach_their_workloads(non_default: list[dict[str, Any]]) -> None:

@@ -62,6 +62,8 @@ NS_MOUNTS = (
     # result (its sandbox then fails: there is no pod network): tmpfs too.
     ("/run/netns", None),
     ("/var/lib/cni", None),
+    # The agent's recorder socket (a hostPath): each node's own, as on a real cluster.
+    ("/run/seccomp-sync", None),
 )
 # Marks the (empty) mount-point directories a test node created on the host, so whichever
 # node's teardown runs last removes them, and a directory the host already had stays.

@@ -1,0 +1,173 @@
+"""The node's part of recording, end to end without a kubelet: the real agent process against
+the real API server writes the recording profile, Debian's runc runs a container under that
+file and hands the agent its listener, and the node's SeccompNodeStatus lists what the
+container called, beside the node report, and still after the agent was killed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.api.keys import ProfileKey
+from agent.api.recording import recording_localhost_profile
+from tests.cluster.pytest_plugin import Cluster
+from tests.integration.agents import running_agent, wait_for
+from tests.integration.tools import require_tool
+
+pytestmark = [pytest.mark.cluster, pytest.mark.runc]
+
+CRD = "seccompprofilerecordings.seccompsync.io"
+MINIMAL_CRD = Path(__file__).resolve().parents[1] / "fixtures" / "recording-crd.yaml"
+
+
+@pytest.fixture(scope="module")
+def recording_crd(crd: Cluster) -> Cluster:
+    """crds/ once it has the recording's CRD (the API side of issue 18); until then a minimal
+    one, left installed: later tests may watch it too."""
+    if crd.kubectl("get", "crd", CRD, check=False).returncode != 0:
+        crd.kubectl("apply", "-f", str(MINIMAL_CRD))
+        crd.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD}")
+    return crd
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    path = Path(f"/tmp/rec-{uuid.uuid4().hex[:8]}")  # a socket path must stay short
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runc = require_tool("runc", "runc")
+    busybox = require_tool("busybox", "busybox-static")
+    bundle = tmp_path_factory.mktemp("bundle")
+    (bundle / "rootfs" / "bin").mkdir(parents=True)
+    (bundle / "rootfs" / "tmp").mkdir()
+    shutil.copy(busybox, bundle / "rootfs" / "bin" / "busybox")
+    subprocess.run([runc, "spec"], cwd=bundle, check=True)
+    return bundle
+
+
+def run_pod_container(bundle: Path, profile_file: Path, namespace: str, script: str) -> str:
+    """What containerd does with a pod's Localhost profile: the file's content becomes the
+    spec's linux.seccomp, and the CRI's annotations name the pod and the container."""
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["args"] = ["/bin/busybox", "sh", "-c", script]
+    config["process"]["terminal"] = False
+    config["root"]["readonly"] = False
+    config["annotations"] = {
+        "io.kubernetes.cri.sandbox-namespace": namespace,
+        "io.kubernetes.cri.sandbox-name": "web-1",
+        "io.kubernetes.cri.sandbox-uid": "0b5c",
+        "io.kubernetes.cri.container-name": "web",
+    }
+    config["linux"]["seccomp"] = json.loads(profile_file.read_text())
+    (bundle / "config.json").write_text(json.dumps(config))
+    result = subprocess.run(
+        ["runc", "run", f"rec-{uuid.uuid4().hex[:8]}"],
+        cwd=bundle,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def node_status(cluster: Cluster, node: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json", check=False).stdout
+    status: dict[str, Any] = json.loads(out).get("status", {}) if out else {}
+    return status
+
+
+def part_of(cluster: Cluster, node: str, key: ProfileKey) -> dict[str, Any] | None:
+    for part in node_status(cluster, node).get("recordings") or []:
+        if part.get("recording") == str(key):
+            found: dict[str, Any] = part
+            return found
+    return None
+
+
+def recorded_names(part: dict[str, Any] | None) -> set[str]:
+    """Every name of the part's containers (published at most about a second late)."""
+    return {name for c in (part or {}).get("containers") or [] for name in c["syscalls"]}
+
+
+def test_the_agent_records_a_container_and_publishes_it_across_a_restart(
+    recording_crd: Cluster, namespace: str, tmp_path: Path, socket_dir: Path, bundle: Path
+) -> None:
+    cluster = recording_crd
+    node = f"rec-{uuid.uuid4().hex[:6]}"
+    key = ProfileKey(namespace, "web")
+    root = tmp_path / "root"
+    socket_path = socket_dir / "recorder.sock"
+    recording = {
+        "apiVersion": "seccompsync.io/v1beta1",
+        "kind": "SeccompProfileRecording",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"podSelector": {}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(recording))
+    profile = root / recording_localhost_profile(key)
+    extra = ("--recorder-socket", str(socket_path))
+
+    with running_agent(cluster, node, root, tmp_path / "agent.log", *extra) as agent:
+        wait_for(profile.exists, 30, what="the recording profile on disk")
+        assert json.loads(profile.read_text())["listenerPath"] == str(socket_path)
+        wait_for(
+            lambda: (part_of(cluster, node, key) or {}).get("ready") is True,
+            30,
+            what="the node part to say ready",
+        )
+        out = run_pod_container(bundle, profile, namespace, "mkdir /tmp/r && echo made")
+        assert "made" in out
+        wait_for(
+            lambda: {"mkdir", "execve"} <= recorded_names(part_of(cluster, node, key)),
+            30,
+            what="the recorded container's calls in the node part",
+        )
+        part = part_of(cluster, node, key)
+        assert part is not None
+        assert part["pods"] == [f"{namespace}/web-1"]
+        (container,) = part["containers"]
+        assert container["name"] == "web"
+        assert {"mkdir", "execve"} <= set(container["syscalls"])
+        # The node report and the node part share the object; neither removed the other.
+        assert node_status(cluster, node)["synced"] is True
+        assert agent.metric("seccomp_sync_recorder_notifications_total") > 0
+        assert agent.metric("seccomp_sync_recorder_errors_total") == 0
+
+        # Killed: the next agent starts from what this one published.
+        agent.stop(signal.SIGKILL)
+        recorded = set(container["syscalls"])
+        agent.start().wait_ready()
+        wait_for(
+            lambda: (part_of(cluster, node, key) or {}).get("ready") is True,
+            30,
+            what="the restarted agent's node part",
+        )
+        again = part_of(cluster, node, key)
+        assert again is not None
+        assert set(again["containers"][0]["syscalls"]) == recorded
+
+        # Stopped: the profile goes, the part stays (the controller still needs it).
+        stopped = {**recording, "spec": {"podSelector": {}, "active": False}}
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(stopped))
+        wait_for(lambda: not profile.exists(), 30, what="the recording profile to go")
+        wait_for(
+            lambda: (part_of(cluster, node, key) or {}).get("ready") is False,
+            30,
+            what="the node part to say not ready",
+        )
+        final = part_of(cluster, node, key)
+        assert final is not None and set(final["containers"][0]["syscalls"]) == recorded
