@@ -28,6 +28,8 @@ class Settings:
     log_level: str
     remove_startup_taint: bool
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
+    # Where the controller publishes the fleet digests (its own namespace, as its Lease).
+    fleet_namespace: str = "default"
 
     @property
     def managed_dir(self) -> Path:
@@ -70,6 +72,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         dest="namespaces",
         metavar="NAMESPACE",
         help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    parser.add_argument(
+        "--fleet-namespace",
+        default=None,
+        help="namespace of the controller's ConfigMap seccomp-sync-fleet, whose digests let this "
+        f"node send compact reports (default: POD_NAMESPACE {env}, else default, as the "
+        "controller's --lease-namespace)",
     )
     parser.add_argument("--log-format", choices=["text", "json"], default=None)
     parser.add_argument("--log-level", default="INFO")
@@ -116,4 +125,5 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
         log_level=args.log_level.upper(),
         remove_startup_taint=args.remove_startup_taint,
         resync_seconds=resync,
+        fleet_namespace=args.fleet_namespace or environ.get("POD_NAMESPACE") or "default",
     )
