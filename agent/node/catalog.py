@@ -44,6 +44,11 @@ class ProfileRecord:
     errors: tuple[Finding, ...] = ()
     warnings: tuple[Finding, ...] = ()
     base_chain: tuple[str, ...] = ()  # spec.baseProfileName resolved: the bases, nearest first
+    # What the controller expects a node to write for this generation when only this node's own
+    # checks refuse it (the compile, the memory budget): the controller does not run those, so
+    # the fleet digest counts this version, and so must this node's (it reports the profile
+    # as a problem). Without it, one such profile kept every node on full reports.
+    fleet_sha: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -88,6 +93,7 @@ class ProfileCatalog:
                     None,
                     (_over_budget(total, self.max_rendered_bytes),),
                     record.warnings,
+                    fleet_sha=record.rendered.sha256,
                 )
         if record.rendered is None and previous is not None and previous.uid == record.uid:
             record = ProfileRecord(
@@ -98,6 +104,7 @@ class ProfileCatalog:
                 record.errors,
                 record.warnings,
                 record.base_chain,
+                record.fleet_sha,
             )
         self.records[record.key] = record
         self.rendered_bytes += _size(record) - kept_before
@@ -201,10 +208,13 @@ def kept(findings: tuple[Finding, ...], limit: int = MAX_KEPT_FINDINGS) -> tuple
 
 
 def _seen_sha(record: ProfileRecord) -> str | None:
-    """The version of a profile this node counts as seen: its current generation's rendering.
-    Not an invalid one (its kept rendering is an older generation's), exactly as the controller
-    leaves out what does not render."""
-    return record.rendered.sha256 if record.rendered is not None and not record.errors else None
+    """The version of a profile this node counts as seen: its current generation's rendering,
+    or what the controller renders when only this node's own checks refuse it. Not the kept
+    rendering of an invalid update (an older generation's), exactly as the controller leaves
+    out what does not render."""
+    if record.rendered is not None and not record.errors:
+        return record.rendered.sha256
+    return record.fleet_sha
 
 
 def _size(record: ProfileRecord | None) -> int:

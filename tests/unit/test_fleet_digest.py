@@ -3,8 +3,10 @@ controller judges a compact report (current digest, an older one, an unknown one
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
+from collections.abc import Sequence
 
 from agent.api.findings import error
 from agent.api.fleet_digest import EMPTY, Digest, digest_of, published_digests
@@ -19,6 +21,7 @@ from agent.api.node_report import (
 )
 from agent.controller.fleet import FleetDigests
 from agent.controller.profile_status import ProfileView, node_verdict, profile_status
+from agent.controller.profiles import profile_view
 from agent.controller.state import ClusterState, changed_keys
 from agent.node.catalog import ProfileCatalog, ProfileRecord
 from agent.node.fleet_form import (
@@ -30,7 +33,10 @@ from agent.node.fleet_form import (
     PublishedDigests,
     node_report,
 )
+from agent.node.lanes import ValidationLanes
+from agent.node.validator import Validator
 from agent.profiles.render import RenderedProfile
+from agent.seccomp.compiler import ArchCompileResult
 
 ARCH = "SCMP_ARCH_X86_64"
 A, B, C = ProfileKey("ns", "a"), ProfileKey("ns", "b"), ProfileKey("other", "c")
@@ -312,3 +318,40 @@ def _installed(value: str) -> NodeProfileStatus:
 
 def _pending(reason: str, message: str) -> NodeProfileStatus:
     return NodeProfileStatus(NodeState.PENDING, None, reason, message)
+
+
+def test_a_profile_only_this_nodes_compile_refuses_counts_as_seen_at_the_controllers_version() -> (
+    None
+):
+    """The controller does not compile: it counts the version in the fleet digest, so the node
+    must too (and report the profile Invalid), or one such profile would keep every node on
+    full reports."""
+    body = {
+        "apiVersion": "seccompsync.io/v1beta1",
+        "kind": "SeccompProfile",
+        "metadata": {"name": "a", "namespace": "ns", "uid": "u1", "generation": 1},
+        "spec": {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+        },
+    }
+
+    def refuse(document: object, architectures: Sequence[str]) -> list[ArchCompileResult]:
+        return [ArchCompileResult(arch, None, "libseccomp says no") for arch in architectures]
+
+    async def validate() -> ProfileRecord:
+        catalog = ProfileCatalog()
+        validator = Validator(catalog, [ARCH], refuse, ValidationLanes())
+        return catalog.accept(await validator.validate(A, body))
+
+    node = asyncio.run(validate())
+    assert node.errors and node.rendered is None
+    controller = profile_view(body, architecture=ARCH)
+    assert node.fleet_sha == controller.expected_sha is not None
+    catalog = ProfileCatalog()
+    catalog.accept(node)
+    fleet = FleetDigests()
+    fleet.add_architectures([ARCH])
+    fleet.update({A: controller})
+    assert catalog.seen.hex == fleet.published()[ARCH]
+    assert [key for key, status in catalog.statuses() if status.state is NodeState.INVALID] == [A]
