@@ -93,7 +93,7 @@ class FleetDigests:
 
     def add_architectures(self, architectures: Iterable[str]) -> bool:
         """Count these architectures too (their views are rendered). True if any is new."""
-        new = [arch for arch in architectures if arch not in self._architectures]
+        new = [arch for arch in architectures if arch and arch not in self._architectures]
         if not new:
             return False
         self._position += 1
@@ -168,6 +168,9 @@ class FleetDigests:
 
     def holdings(self, reports: Iterable[NodeReport], keys: Iterable[ProfileKey]) -> Holdings:
         """The snapshot a status pass over `keys` needs, for the compact ones of `reports`."""
+        keys = list(keys)
+        if not keys:
+            return NO_HOLDINGS
         compact = [report for report in reports if report.compact]
         if not compact:
             return NO_HOLDINGS

@@ -919,6 +919,13 @@ def test_controller_runs_with_only_its_accounts_permissions(
                     ),
                     what="status written by the controller",
                 )
+                # The fleet digests, published and read with the accounts' own rights: the
+                # agent's report turns compact.
+                wait_for(
+                    lambda: compact_report(cluster, agent.node),
+                    timeout=30,
+                    what="the agent's report in the compact form",
+                )
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{controller.log_tail()}") from None
             log = controller.log_path.read_text()
@@ -926,3 +933,9 @@ def test_controller_runs_with_only_its_accounts_permissions(
     finally:
         controller.stop()
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def compact_report(cluster: Cluster, node: str) -> bool:
+    got = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json").stdout
+    status = json.loads(got).get("status") or {}
+    return bool(status.get("digest")) and "installed" not in status
