@@ -139,7 +139,7 @@ class StatusAggregator:
         waiting = dict(self._waiting())
         keys &= set(views)
         # Taken with the views, on the loop: the fleet history moves with them.
-        holdings = self._state.fleet.holdings(reports.values(), keys)
+        holdings = self._state.fleet.holdings(self._state.compact_digests, keys)
         previous = {key: self._written.get(key) or {} for key in keys}
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         statuses = await asyncio.to_thread(

@@ -59,12 +59,15 @@ class Holdings:
     """What a status pass needs to judge compact reports: each one's position, and when each
     profile it judges last changed (copied on the loop, read in a thread)."""
 
-    positions: Mapping[str, int | None]  # node -> its digest's position (None: unknown)
+    # (architecture, digest) -> its position (None: unknown), for the digests reports name
+    positions: Mapping[tuple[str, str], int | None]
     changes: Mapping[tuple[str, ProfileKey], tuple[int, int | None]]  # -> changed, present since
 
     def holding(self, report: NodeReport, key: ProfileKey) -> Holding:
-        position = self.positions.get(report.node)
-        if position is None or report.architecture is None:
+        if report.architecture is None or report.digest is None:
+            return Holding.UNKNOWN
+        position = self.positions.get((report.architecture, report.digest))
+        if position is None:
             return Holding.UNKNOWN
         changed, since = self.changes.get((report.architecture, key), (0, None))
         if changed <= position:
@@ -164,19 +167,27 @@ class FleetDigests:
         if a is None or b is None:
             return None
         low, high = min(a, b), max(a, b)
-        return {key for position, key in self._log if low < position <= high}
+        changed = set()
+        # Newest first: a node that moves on usually moves to the latest digest, so this reads
+        # only the changes since its last report, not the whole log.
+        for position, key in reversed(self._log):
+            if position <= low:
+                break
+            if position <= high:
+                changed.add(key)
+        return changed
 
-    def holdings(self, reports: Iterable[NodeReport], keys: Iterable[ProfileKey]) -> Holdings:
-        """The snapshot a status pass over `keys` needs, for the compact ones of `reports`."""
+    def holdings(self, digests: Iterable[tuple[str, str]], keys: Iterable[ProfileKey]) -> Holdings:
+        """The snapshot a status pass over `keys` needs, for compact reports naming `digests`
+        ((architecture, digest) pairs: `ClusterState.compact_digests`, a handful, not one per
+        node)."""
         keys = list(keys)
-        if not keys:
+        digests = list(digests)
+        if not keys or not digests:
             return NO_HOLDINGS
-        compact = [report for report in reports if report.compact]
-        if not compact:
-            return NO_HOLDINGS
-        positions = {r.node: self.position(r.architecture, r.digest) for r in compact}
+        positions = {(arch, digest): self.position(arch, digest) for arch, digest in digests}
         changes: dict[tuple[str, ProfileKey], tuple[int, int | None]] = {}
-        for arch in {r.architecture for r in compact if r.architecture}:
+        for arch in {arch for arch, _ in digests}:
             state = self._architectures.get(arch)
             if state is None:
                 continue

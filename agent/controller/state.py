@@ -18,6 +18,7 @@ its old and new digest, not every profile.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -43,6 +44,12 @@ class ClusterState:
     # Compact reports whose digest the fleet history does not know (yet: a standby's profile
     # watch can be behind the leader's): each counts once its digest turns up.
     unknown_digests: set[str] = field(default_factory=set)
+    # How many compact reports name each (architecture, digest): what a status pass looks up
+    # in the fleet history, a handful of digests however many nodes.
+    compact_digests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # The reports of nodes that exist, kept as reports and Nodes come and go: every status and
+    # gate pass reads it, and filtering every report each time was most of their cost.
+    _counted: dict[str, NodeReport] = field(default_factory=dict, init=False)
     profiles_listed: bool = False
     reports_listed: bool = False
     pods_listed: bool = False
@@ -64,8 +71,9 @@ class ClusterState:
         return self.countable and self.pods_listed
 
     def counted_reports(self) -> dict[str, NodeReport]:
-        """The reports of nodes that exist: the nodes every profile is expected on."""
-        return {node: report for node, report in self.reports.items() if node in self.nodes}
+        """The reports of nodes that exist: the nodes every profile is expected on (a copy:
+        status passes read it in a thread)."""
+        return dict(self._counted)
 
     def nodeless_reports(self) -> list[NodeReport]:
         """Reports whose Node does not exist: they count for nothing."""
@@ -74,19 +82,25 @@ class ClusterState:
     def replace_nodes(self, names: Iterable[str]) -> None:
         self.nodes = set(names)
         self.nodes_listed = True
+        self._recount()
         self._notify(None)
 
     def put_node(self, name: str) -> None:
         if name not in self.nodes:
             self.nodes.add(name)
             if name in self.reports:
+                self._counted[name] = self.reports[name]
                 self._notify(None)  # its report counts from now on: every profile recounts
 
     def drop_node(self, name: str) -> None:
         if name in self.nodes:
             self.nodes.discard(name)
-            if name in self.reports:
+            if self._counted.pop(name, None) is not None:
                 self._notify(None)
+
+    def _recount(self) -> None:
+        self._counted = {node: r for node, r in self.reports.items() if node in self.nodes}
+        self.compact_digests = Counter(_digest_of(r) for r in self.reports.values() if r.compact)
 
     def expect_architectures(self, architectures: set[str]) -> None:
         """The views are being rendered for these; nothing is counted until they are."""
@@ -125,6 +139,7 @@ class ClusterState:
     def replace_reports(self, reports: Iterable[NodeReport]) -> None:
         self.reports = {report.node: report for report in reports}
         self.reports_listed = True
+        self._recount()
         self.unknown_digests.clear()
         for report in self.reports.values():
             self._unknown_digest(report)
@@ -133,6 +148,10 @@ class ClusterState:
     def put_report(self, report: NodeReport) -> None:
         previous = self.reports.get(report.node)
         self.reports[report.node] = report
+        if report.node in self.nodes:
+            self._counted[report.node] = report
+        self._count_digest(previous, -1)
+        self._count_digest(report, +1)
         self._unknown_digest(report)
         if previous is None or (previous.synced, previous.architecture) != (
             report.synced,
@@ -143,8 +162,19 @@ class ClusterState:
             self._notify(changed_keys(previous, report, self.fleet))
 
     def drop_report(self, node: str) -> None:
-        if self.reports.pop(node, None) is not None:
+        previous = self.reports.pop(node, None)
+        if previous is not None:
+            self._counted.pop(node, None)
+            self._count_digest(previous, -1)
+            self.unknown_digests.discard(node)
             self._notify(None)
+
+    def _count_digest(self, report: NodeReport | None, by: int) -> None:
+        if report is not None and report.compact:
+            digest = _digest_of(report)
+            self.compact_digests[digest] += by
+            if self.compact_digests[digest] <= 0:
+                del self.compact_digests[digest]
 
     def _unknown_digest(self, report: NodeReport) -> None:
         if report.compact and self.fleet.position(report.architecture, report.digest) is None:
@@ -182,6 +212,10 @@ class ClusterState:
     def _notify(self, keys: set[ProfileKey] | None) -> None:
         for listener in self.listeners:
             listener(keys)
+
+
+def _digest_of(report: NodeReport) -> tuple[str, str]:
+    return report.architecture or "", report.digest or ""
 
 
 def changed_keys(

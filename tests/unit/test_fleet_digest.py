@@ -62,6 +62,11 @@ def compact(
     return NodeReport(node, True, {}, problems or {}, ARCH, digest=digest, compact=True)
 
 
+def digests(*reports: NodeReport) -> set[tuple[str, str]]:
+    """What `ClusterState.compact_digests` holds for these reports."""
+    return {(r.architecture or "", r.digest or "") for r in reports if r.compact}
+
+
 # --- the arithmetic -------------------------------------------------------------------------
 
 
@@ -225,7 +230,7 @@ def test_a_node_at_the_current_digest_holds_everything_but_its_problems() -> Non
     fleet.update(views)
     pending = {B: Problem(NodeState.PENDING, "WriteFailed", "EROFS")}
     report = compact("n1", fleet.published()[ARCH], pending)
-    holdings = fleet.holdings([report], views)
+    holdings = fleet.holdings(digests(report), views)
     assert node_verdict(views[A], report, holdings).state is NodeState.INSTALLED
     verdict = node_verdict(views[B], report, holdings)
     assert (verdict.state, verdict.reason) == (NodeState.PENDING, "WriteFailed")
@@ -240,7 +245,7 @@ def test_a_node_at_an_older_digest_holds_what_did_not_change_since() -> None:
     fleet.update({B: views[B]})
     fleet.update({C: views[C]})
     report = compact("n1", old)
-    holdings = fleet.holdings([report], views)
+    holdings = fleet.holdings(digests(report), views)
     verdicts = {key: node_verdict(v, report, holdings) for key, v in views.items()}
     assert verdicts[A].state is NodeState.INSTALLED
     assert (verdicts[B].state, verdicts[B].reason) == (NodeState.PENDING, "Outdated")
@@ -258,7 +263,7 @@ def test_a_digest_the_controller_does_not_know_counts_nothing_until_the_node_rep
     views = {A: view(A, "a1")}
     fleet.update(views)
     report = compact("n1", "f" * 64)  # e.g. written for a controller before a restart
-    verdict = node_verdict(views[A], report, fleet.holdings([report], views))
+    verdict = node_verdict(views[A], report, fleet.holdings(digests(report), views))
     assert (verdict.state, verdict.reason) == (NodeState.PENDING, "Unconfirmed")
 
 
@@ -269,7 +274,7 @@ def test_a_full_report_is_judged_by_its_list_as_before() -> None:
     fleet.update(views)
     stale = NodeReport("n1", True, {A: sha("a1")[:12]}, {}, ARCH, digest="0" * 64)
     fresh = NodeReport("n2", True, {A: sha("a2")[:12]}, {}, ARCH)
-    holdings = fleet.holdings([stale, fresh], views)
+    holdings = fleet.holdings(digests(stale, fresh), views)
     assert node_verdict(views[A], stale, holdings).reason == "Outdated"
     assert node_verdict(views[A], fresh, holdings).state is NodeState.INSTALLED
 
@@ -355,3 +360,20 @@ def test_a_profile_only_this_nodes_compile_refuses_counts_as_seen_at_the_control
     fleet.update({A: controller})
     assert catalog.seen.hex == fleet.published()[ARCH]
     assert [key for key, status in catalog.statuses() if status.state is NodeState.INVALID] == [A]
+
+
+def test_the_state_keeps_counted_reports_and_compact_digests_as_reports_and_nodes_change() -> None:
+    state = ClusterState()
+    state.replace_profiles([view(A, "a1")])
+    digest = state.fleet.published()[ARCH]
+    state.replace_nodes(["n1"])
+    state.replace_reports([compact("n1", digest), compact("n2", digest)])
+    assert set(state.counted_reports()) == {"n1"}  # n2 has no Node
+    assert state.compact_digests == {(ARCH, digest): 2}
+    state.put_node("n2")
+    state.put_report(NodeReport("n1", True, {A: sha("a1")[:12]}, {}, ARCH))  # full now
+    assert state.counted_reports()["n1"].compact is False
+    assert state.compact_digests == {(ARCH, digest): 1}
+    state.drop_node("n1")
+    state.drop_report("n2")
+    assert state.counted_reports() == {} and not state.compact_digests
