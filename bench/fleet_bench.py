@@ -10,7 +10,10 @@ Simulated nodes: one real Node object each (created with a Ready status) and, in
 the agent's own report code for each: a `ProfileCatalog` (agent.node.catalog) fed records made
 by the agent's `Validator` (rendered once per profile: every simulated node has this machine's
 architecture, so all render alike; no libseccomp compile), and a `NodeStatusPublisher`
-(agent.node.report_writer) that writes the report, debounced and coalesced as on a node. A
+(agent.node.report_writer) that writes the report, debounced and coalesced as on a node, in the
+form the agent's `FleetForm` picks (agent.node.fleet_form: compact when the node's digest matches
+the one the controller publishes, which one watch in this process follows for every simulated
+node, with the agent's own `fleet_watch`; `--form full` keeps them on the full list). A
 simulated node does not watch profiles: it installs a change as soon as the bench's write of it
 is acknowledged (a real agent takes a few milliseconds more to write the file), then calls
 `changed()` on its publisher, as the agent's readiness refresh does. The controller is a real
@@ -27,6 +30,7 @@ N a new controller process starts and the bench measures:
 - one profile change, and a burst of `--burst` changes: report writes and bytes per node, the
   time from the last node's report to Ready (watched by this process: one clock), and the
   controller's CPU (utime + stime from /proc) until it is idle again;
+- the size of one node's report as written (compact in the steady state) and as the full list;
 - gated pods: `--pods` pods wait on a profile that does not exist yet; it is then created and
   installed on every node; release latency is from the last node's report to the gate gone;
 - the controller's peak RSS (VmHWM from /proc: the kernel's own high-water mark).
@@ -60,11 +64,14 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from agent.api.keys import ProfileKey
-from agent.api.model import API_GROUP, API_VERSION, PLURAL
+from agent.api.model import API_GROUP, API_VERSION, NODE_STATUS_PLURAL, PLURAL
 from agent.node.catalog import ProfileCatalog, ProfileRecord
+from agent.node.fleet_form import FleetForm, Later, PublishedDigests, node_report
+from agent.node.fleet_watch import fleet_watch
 from agent.node.lanes import ValidationLanes
 from agent.node.report_writer import NodeStatusPublisher
 from agent.node.validator import Validator
+from agent.seccomp.syscalls import native_architecture
 from bench.cluster import api, control_plane, new_namespace, percentile, profile_body
 from bench.gating import PodReleases, create_pods, gating_policy, pod_body
 from tests.cluster.pytest_plugin import Cluster
@@ -75,6 +82,7 @@ from tests.integration.nodes import ready_status
 EXTRAPOLATE_TO = 5_000
 THREADS = 16  # API calls in flight from this process (node creation, report writes)
 NOWHERE = {"seccompsync.io/fleet-bench": "no-such-node"}  # released pods stay unscheduled
+ARCH = native_architecture()  # every simulated node's, and the controller's
 
 
 class MeteredPublisher(NodeStatusPublisher):
@@ -84,7 +92,7 @@ class MeteredPublisher(NodeStatusPublisher):
         self,
         api_client: client.ApiClient,
         node: str,
-        build: Callable[[], dict[str, Any]],
+        build: Callable[[], dict[str, Any] | Later],
         meter: Meter,
     ) -> None:
         super().__init__(api_client, node, build)
@@ -137,7 +145,7 @@ class SimNode:
 class Fleet:
     """Simulated nodes on one asyncio loop (its own thread), with the profiles they hold."""
 
-    def __init__(self, cluster: Cluster, namespace: str) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, compact: bool = True) -> None:
         self.cluster = cluster
         self.namespace = namespace
         self.api = api(cluster)
@@ -153,7 +161,20 @@ class Fleet:
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self._renderer = ProfileCatalog()
         self._lanes = ValidationLanes()
-        self._validator = Validator(self._renderer, ["x86_64"], None, self._lanes)
+        self._validator = Validator(self._renderer, [ARCH], None, self._lanes)
+        # What the controller publishes, for every node (it publishes in its Lease's namespace).
+        self.published = PublishedDigests()
+        if compact:
+            watch = fleet_watch(self.api, namespace, self._published)
+            self._digests = asyncio.run_coroutine_threadsafe(watch.run(), self.loop)
+            wait_for(lambda: self.published.listed, timeout=30, what="the fleet digests listed")
+        else:
+            self.published.replace(None)  # as from a controller that publishes none
+
+    def _published(self, data: Any) -> None:
+        if self.published.replace(data):
+            for node in self.nodes:
+                node.publisher.changed()
 
     def call(self, work: Callable[[], Any]) -> Any:
         """Run `work()` on the fleet's loop and wait for it."""
@@ -245,14 +266,22 @@ class Fleet:
             assert record.rendered is not None
             catalog.mark_installed(record.key, record.rendered.sha256)
         catalog.complete = True
-        publisher = MeteredPublisher(self.api, name, lambda: catalog.report(name), self.meter)
+        form = FleetForm(self.published, ARCH)
+        publisher = MeteredPublisher(
+            self.api, name, lambda: node_report(catalog, form, name, time.monotonic), self.meter
+        )
         self.nodes.append(SimNode(name, catalog, publisher))
         publisher.announce()
 
-    def report_bytes(self) -> int:
-        """The size of one node's report now (every node holds the same profiles)."""
+    def report_bytes(self) -> tuple[int, int]:
+        """The size of one node's report as written now, and as the full list (every node
+        holds the same profiles)."""
         node = self.nodes[0]
-        return len(json.dumps({"status": self.call(lambda: node.catalog.report(node.name))}))
+        written = self.custom.get_cluster_custom_object(
+            API_GROUP, API_VERSION, NODE_STATUS_PLURAL, node.name
+        )
+        full = self.call(lambda: node.catalog.report(node.name, ARCH))
+        return len(json.dumps({"status": written["status"]})), len(json.dumps({"status": full}))
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -357,7 +386,6 @@ def one_point(
         "profiles": profiles,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "nodes_added_seconds": round(grow_seconds, 1),
-        "report_bytes": fleet.report_bytes(),
     }
     log_path = work / f"controller-{profiles}-{nodes}.log"
     controller = ControllerProcess(cluster, fleet.namespace, log_path, "--grace-seconds", "600")
@@ -383,6 +411,8 @@ def one_point(
         result["startup_statuses_s"] = round(max(watcher.ready[n][1] for n in names) - started, 2)
         result["startup_cpu_s"] = round(cpu_seconds(pid), 2)
         cpu_until_idle(pid, 0.0)
+        settle_reports(fleet)
+        result["report_bytes"], result["report_bytes_full"] = fleet.report_bytes()
 
         # One profile change.
         result["one_change"] = change(fleet, watcher, pid, ["p0"])
@@ -396,6 +426,17 @@ def one_point(
 
 
 _generations: dict[str, int] = {}
+
+
+def settle_reports(fleet: Fleet, quiet: float = 2.0, limit: float = 60.0) -> None:
+    """Wait until no node has written a report for `quiet` seconds (after the controller's
+    first publication, nodes rewrite their reports in the compact form once)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        last = fleet.meter.last
+        time.sleep(quiet)
+        if fleet.meter.last == last:
+            return
 
 
 def change(fleet: Fleet, watcher: ReadyWatch, pid: int, names: list[str]) -> dict[str, Any]:
@@ -415,13 +456,15 @@ def change(fleet: Fleet, watcher: ReadyWatch, pid: int, names: list[str]) -> dic
         what=f"{len(names)} change(s) Ready",
     )
     ready = max(watcher.ready[n][1] for n in names)
+    last_report = fleet.meter.last
     cpu = cpu_until_idle(pid, cpu_before)
+    settle_reports(fleet)  # writes after Ready (none expected) count too
     count = len(fleet.nodes)
     return {
         "changes": len(names),
         "writes_per_node": round(fleet.meter.writes / count, 2),
         "bytes_per_node": round(fleet.meter.bytes / count),
-        "last_report_to_ready_ms": round((ready - fleet.meter.last) * 1000, 1),
+        "last_report_to_ready_ms": round((ready - last_report) * 1000, 1),
         "first_write_to_ready_s": round(ready - began, 2),
         "controller_cpu_s": round(cpu, 2),
     }
@@ -486,7 +529,7 @@ def run_series(nodes: list[int], profiles: list[int], args: Any) -> list[dict[st
             gating_policy(cluster),
         ):
             namespace = new_namespace(cluster, "fleet")
-            fleet = Fleet(cluster, namespace)
+            fleet = Fleet(cluster, namespace, compact=args.form == "compact")
             watcher = ReadyWatch(fleet)
             try:
                 _generations.clear()
@@ -507,7 +550,8 @@ def run_series(nodes: list[int], profiles: list[int], args: Any) -> list[dict[st
 # --- tables and fitted lines -------------------------------------------------------------------
 
 FIGURES: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
-    ("report per node (bytes)", lambda r: r["report_bytes"]),
+    ("report per node, as written (bytes)", lambda r: r["report_bytes"]),
+    ("report per node, full list (bytes)", lambda r: r["report_bytes_full"]),
     ("one change: report writes per node", lambda r: r["one_change"]["writes_per_node"]),
     ("one change: bytes written per node", lambda r: r["one_change"]["bytes_per_node"]),
     ("one change: last report -> Ready (ms)", lambda r: r["one_change"]["last_report_to_ready_ms"]),
@@ -598,6 +642,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", default="100", help="comma-separated profile counts")
     parser.add_argument("--burst", type=int, default=100, help="profiles changed at once")
     parser.add_argument("--pods", type=int, default=1000, help="gated pods (0: skip)")
+    parser.add_argument(
+        "--form",
+        choices=["compact", "full"],
+        default="compact",
+        help="compact: nodes follow the published digests as agents do; full: they never do",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     nodes = sorted(int(n) for n in args.nodes.split(","))

@@ -8,6 +8,13 @@ A node also says which architecture it is (an SCMP_ARCH_* name): a profile built
 base (`runtime/default@...`) is flattened for the node's architecture, so what a node of
 another architecture holds has another hash. Agents before this field report none; the
 controller reads that as its own architecture, which is what it assumed of every node then.
+
+Two forms. The full form lists every file on disk (`installed`), one entry per profile. The
+compact form, written when the digest of what the node has seen equals the one the controller
+publishes for its architecture (agent.api.fleet_digest), names that `digest` and lists only the
+profiles the node does not hold at that version (`problems`): its size does not grow with the
+number of profiles. A compact report never has a truncated problem list (that would claim
+profiles it does not hold), so a node with more problems than fit writes the full form.
 """
 
 from __future__ import annotations
@@ -58,6 +65,10 @@ class NodeReport:
     problems: Mapping[ProfileKey, Problem]
     architecture: str | None = None  # SCMP_ARCH_*; None from an agent that predates the field
     uid: str = ""  # of the SeccompNodeStatus object, for Events about it
+    # The digest of every profile version the node has seen (agent.api.fleet_digest).
+    digest: str | None = None
+    # No `installed` list: the node holds every version under `digest` but its `problems`.
+    compact: bool = False
 
 
 def build_status(
@@ -65,8 +76,15 @@ def build_status(
     synced: bool,
     statuses: Iterable[tuple[ProfileKey, NodeProfileStatus]],
     architecture: str | None = None,
+    digest: str | None = None,
+    compact: bool = False,
 ) -> dict[str, Any]:
-    """The `status` of a SeccompNodeStatus for this node. Deterministic, for change detection."""
+    """The `status` of a SeccompNodeStatus for this node. Deterministic, for change detection.
+
+    `digest`: of what the node has seen; `compact`: it equals the published one, so leave the
+    `installed` list out (sent as null: the status is merge-patched, and only a null removes an
+    earlier full list). A problem list too long to send whole makes it the full form anyway.
+    """
     installed: list[str] = []
     problems: list[dict[str, str]] = []
     counts = dict.fromkeys((state.value.lower() for state in NodeState), 0)
@@ -91,10 +109,12 @@ def build_status(
     report: dict[str, Any] = {"nodeName": node}
     if architecture is not None:
         report["architecture"] = architecture
+    compact = compact and digest is not None and truncated == 0
     report.update(
         synced=synced,
         counts=counts,
-        installed=installed,
+        installed=None if compact else installed,
+        digest=digest,
         problems=problems,
         problemsTruncated=truncated,
     )
@@ -105,6 +125,8 @@ def parse_status(node: str, status: Mapping[str, Any] | None, uid: str = "") -> 
     """Read a SeccompNodeStatus back. Malformed entries are skipped, never fatal."""
     status = status or {}
     architecture = status.get("architecture")
+    digest = status.get("digest")
+    digest = digest if isinstance(digest, str) and digest else None
     installed: dict[ProfileKey, str] = {}
     for entry in status.get("installed") or []:
         ref, _, sha = str(entry).rpartition("@")
@@ -129,6 +151,10 @@ def parse_status(node: str, status: Mapping[str, Any] | None, uid: str = "") -> 
         problems,
         architecture if isinstance(architecture, str) and architecture else None,
         uid,
+        digest,
+        # Only a report that says what it matched may leave the list out; anything else
+        # without a list lists nothing (an agent before the compact form, with no files).
+        compact=digest is not None and status.get("installed") is None,
     )
 
 

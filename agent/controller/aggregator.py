@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from agent.api.keys import ProfileKey
 from agent.api.node_report import NodeReport
+from agent.controller.fleet import Holdings
 from agent.controller.metrics import ControllerMetrics
 from agent.controller.profile_status import ProfileView, profile_status
 from agent.controller.state import ClusterState
@@ -137,10 +138,12 @@ class StatusAggregator:
         reports = self._state.counted_reports()
         waiting = dict(self._waiting())
         keys &= set(views)
+        # Taken with the views, on the loop: the fleet history moves with them.
+        holdings = self._state.fleet.holdings(self._state.compact_digests, keys)
         previous = {key: self._written.get(key) or {} for key in keys}
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         statuses = await asyncio.to_thread(
-            _statuses, sorted(keys), views, reports, waiting, previous, now
+            _statuses, sorted(keys), views, reports, waiting, previous, now, holdings
         )
         limit = asyncio.Semaphore(PARALLEL_WRITES)
 
@@ -177,11 +180,12 @@ def _statuses(
     waiting: Mapping[ProfileKey, int],
     previous: Mapping[ProfileKey, Mapping[str, Any]],
     now: str,
+    holdings: Holdings,
 ) -> list[tuple[ProfileKey, dict[str, Any]]]:
     """Pure and CPU-bound: runs in a thread on a snapshot."""
     out = []
     for key in keys:
-        status = profile_status(views[key], reports, previous[key].get("conditions"), now)
+        status = profile_status(views[key], reports, previous[key].get("conditions"), now, holdings)
         status["waitingPods"] = waiting.get(key, 0)
         out.append((key, status))
     return out

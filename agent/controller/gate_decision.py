@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from agent.api.keys import ProfileKey
 from agent.api.node_report import NodeReport, NodeState
+from agent.controller.fleet import NO_HOLDINGS, Holdings
 from agent.controller.gated_pods import GatedPod
 from agent.controller.profile_status import ProfileView, node_verdict
 
@@ -44,9 +45,13 @@ Decision = Release | Wait
 
 
 def readiness(
-    key: ProfileKey, view: ProfileView | None, reports: Iterable[NodeReport]
+    key: ProfileKey,
+    view: ProfileView | None,
+    reports: Iterable[NodeReport],
+    holdings: Holdings = NO_HOLDINGS,
 ) -> ProfileReadiness:
-    """Fold the node reports for one profile (computed once per pass, shared by its pods)."""
+    """Fold the node reports for one profile (computed once per pass, shared by its pods);
+    `holdings` judges the compact ones."""
     label = f"SeccompProfile {key}"
     if view is None:
         return ProfileReadiness(frozenset(), {}, f"{label}: not found")
@@ -56,7 +61,7 @@ def readiness(
     lagging: dict[str, str] = {}
     invalid: list[str] = []
     for report in reports:
-        verdict = node_verdict(view, report)
+        verdict = node_verdict(view, report, holdings)
         if verdict.state is NodeState.INSTALLED:
             ready.add(report.node)
         else:

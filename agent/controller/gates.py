@@ -110,8 +110,9 @@ class GateHandler:
         names = {key for pod in pods for key in pod.profiles}
         counted = self._state.counted_reports()
         reports = list(counted.values())
+        holdings = self._state.fleet.holdings(self._state.compact_digests, names)
         ready: dict[ProfileKey, ProfileReadiness] = {
-            key: readiness(key, self._state.profiles.get(key), reports) for key in names
+            key: readiness(key, self._state.profiles.get(key), reports, holdings) for key in names
         }
         nodes = frozenset(counted)
         waiting: dict[str, frozenset[ProfileKey]] = {}

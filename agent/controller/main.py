@@ -33,6 +33,7 @@ from agent.api.model import (
 from agent.api.node_report import NodeReport, parse_status
 from agent.controller.aggregator import PARALLEL_WRITES as STATUS_WRITES
 from agent.controller.aggregator import DirtyProfiles, ProfileStatuses, StatusAggregator
+from agent.controller.fleet_publisher import ApiFleetConfigMap, FleetConfigMap, FleetPublisher
 from agent.controller.gated_pods import GatedPod, gated_pod
 from agent.controller.gates import PARALLEL_WRITES as RELEASE_WRITES
 from agent.controller.gates import GateHandler, PodGates
@@ -59,13 +60,13 @@ from agent.runtime.supervisor import Supervisor
 log = logging.getLogger("agent.controller")
 
 # Requests this process can have open to the API server at once: one per watch (each holds its
-# connection for as long as it streams), the Lease, the status writes, the gate releases, and
-# the tenant policies' read. urllib3 keeps at most this many connections to a host; above it,
-# it opens one more for each request and closes it after (a TCP and TLS handshake each time),
-# and the client's own default is five per CPU the process sees: 10 on two cores, 320 on a
-# 64-core node, neither of them ours to pick.
+# connection for as long as it streams), the Lease, the status writes, the gate releases, the
+# tenant policies' read and the fleet digests' write. urllib3 keeps at most this many connections
+# to a host; above it, it opens one more for each request and closes it after (a TCP and TLS
+# handshake each time), and the client's own default is five per CPU the process sees: 10 on two
+# cores, 320 on a 64-core node, neither of them ours to pick.
 WATCHES: Final = 4  # `_watches`: profiles, node reports, unscheduled pods, Nodes
-CONNECTIONS: Final = WATCHES + 1 + STATUS_WRITES + RELEASE_WRITES + 1
+CONNECTIONS: Final = WATCHES + 1 + STATUS_WRITES + RELEASE_WRITES + 1 + 1
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,11 @@ class ControllerIO:
     policies: Callable[[], PolicyContext]  # read: the tenant policies and namespace labels
     profile_events: EventSink  # policy violations, on the profile
     report_events: EventSink  # a node report without a Node, on the SeccompNodeStatus
+    fleet: FleetConfigMap  # the fleet digests the agents match their reports against
 
 
-def api_io(api: client.ApiClient, identity: str) -> ControllerIO:
+def api_io(api: client.ApiClient, identity: str, namespace: str) -> ControllerIO:
+    """`namespace`: the controller's own (its Lease's), where it publishes the fleet digests."""
     return ControllerIO(
         statuses=ApiProfileStatuses(api),
         pods=ApiPodGates(api, identity),
@@ -102,6 +105,7 @@ def api_io(api: client.ApiClient, identity: str) -> ControllerIO:
             component=COMPONENT,
             role="controller",
         ),
+        fleet=ApiFleetConfigMap(api, namespace),
     )
 
 
@@ -128,8 +132,16 @@ def build_controller(
     # the gate handler's wake-up.
     dirty = DirtyProfiles()
     gates_wake = asyncio.Event()
+    fleet_wake = asyncio.Event()
     synced = _SyncedOnce(lambda: state)
-    state = ClusterState(listeners=(dirty.mark, lambda _: gates_wake.set(), synced))
+    state = ClusterState(
+        listeners=(
+            dirty.mark,
+            lambda _: gates_wake.set(),
+            lambda _: fleet_wake.set(),
+            synced,
+        )
+    )
     policies = PolicyReporter(
         io.policies, io.profile_events, metrics, on_change=functools.partial(dirty.mark, None)
     )
@@ -140,6 +152,7 @@ def build_controller(
         state, dirty, io.statuses, metrics, waiting=gates.waiting_counts, report=policies.report
     )
     nodeless = NodelessReports(state, io.report_events, metrics)
+    fleet = FleetPublisher(state, io.fleet, fleet_wake)
 
     async def lead() -> None:
         # Both or neither: if one fails, the group cancels the other and the elector steps down.
@@ -148,6 +161,7 @@ def build_controller(
             group.create_task(gates.run(), name="gates")
             group.create_task(policies.run(), name="tenant-policies")
             group.create_task(nodeless.run(), name="nodeless-reports")
+            group.create_task(fleet.run(), name="fleet-digests")
 
     elector = LeaderElector(
         api,
@@ -224,7 +238,9 @@ async def serve(settings: ControllerSettings) -> None:
     configuration.retries = 0
     configuration.connection_pool_maxsize = CONNECTIONS
     api = api_client(configuration)
-    controller = build_controller(settings, api, api_io(api, settings.identity))
+    controller = build_controller(
+        settings, api, api_io(api, settings.identity, settings.lease_namespace)
+    )
     log.info(
         "seccomp-sync controller starting",
         extra={

@@ -16,6 +16,7 @@ from typing import Any, Final
 from agent.api.keys import ProfileKey
 from agent.api.layout import localhost_profile
 from agent.api.node_report import SHA_PREFIX, NodeReport, NodeState
+from agent.controller.fleet import NO_HOLDINGS, Holding, Holdings
 
 MAX_FAILING_NODES: Final = 10
 
@@ -70,14 +71,32 @@ class NodeVerdict:
     message: str
 
 
-def node_verdict(view: ProfileView, report: NodeReport) -> NodeVerdict:
-    """Where one profile stands on one node, judged by the content hash on its disk."""
+def node_verdict(
+    view: ProfileView, report: NodeReport, holdings: Holdings = NO_HOLDINGS
+) -> NodeVerdict:
+    """Where one profile stands on one node, judged by the content hash on its disk (the full
+    form) or by what the node's digest stands for (the compact form, via `holdings`)."""
     problem = report.problems.get(view.key)
     if problem is not None and problem.state is not NodeState.PENDING:
         return NodeVerdict(report.node, problem.state, problem.reason, problem.message)
-    sha = report.installed.get(view.key)
     expected = view.expected_on(report.architecture)
-    if isinstance(expected, str) and sha == expected[:SHA_PREFIX]:
+    if report.compact:
+        holding = holdings.holding(report, view.key)
+        if problem is None and holding is Holding.UNKNOWN:
+            return NodeVerdict(
+                report.node,
+                NodeState.PENDING,
+                "Unconfirmed",
+                "the node reported a fleet digest this controller does not know (it started "
+                "after that report); the node is counted when it reports again",
+            )
+        installed = holding is Holding.HELD and problem is None
+        earlier = holding is Holding.OUTDATED
+    else:
+        sha = report.installed.get(view.key)
+        installed = isinstance(expected, str) and sha == expected[:SHA_PREFIX]
+        earlier = sha is not None
+    if isinstance(expected, str) and installed:
         return NodeVerdict(report.node, NodeState.INSTALLED, "Installed", "")
     if problem is not None:
         return NodeVerdict(report.node, NodeState.PENDING, problem.reason, problem.message)
@@ -95,7 +114,7 @@ def node_verdict(view: ProfileView, report: NodeReport) -> NodeVerdict:
             "AgentStarting",
             "the node's agent has not finished its initial sync",
         )
-    if sha is not None:
+    if earlier:
         return NodeVerdict(
             report.node,
             NodeState.PENDING,
@@ -115,9 +134,11 @@ def profile_status(
     reports: Mapping[str, NodeReport],
     previous_conditions: list[Mapping[str, Any]] | None,
     now: str,
+    holdings: Holdings = NO_HOLDINGS,
 ) -> dict[str, Any]:
-    """The full `status` of one SeccompProfile. `now` is an RFC 3339 time for transitions."""
-    verdicts = [node_verdict(view, reports[node]) for node in sorted(reports)]
+    """The full `status` of one SeccompProfile. `now` is an RFC 3339 time for transitions;
+    `holdings` judges the compact reports."""
+    verdicts = [node_verdict(view, reports[node], holdings) for node in sorted(reports)]
     installed = sum(v.state is NodeState.INSTALLED for v in verdicts)
     expected = len(verdicts)
     failing = [v for v in verdicts if v.state is not NodeState.INSTALLED]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from agent.api.findings import Finding, error
+from agent.api.fleet_digest import Digest
 from agent.api.keys import ProfileKey
 from agent.api.model import OciSeccomp
 from agent.api.node_report import NodeProfileStatus, NodeState, build_status
@@ -43,6 +44,11 @@ class ProfileRecord:
     errors: tuple[Finding, ...] = ()
     warnings: tuple[Finding, ...] = ()
     base_chain: tuple[str, ...] = ()  # spec.baseProfileName resolved: the bases, nearest first
+    # What the controller expects a node to write for this generation when only this node's own
+    # checks refuse it (the compile, the memory budget): the controller does not run those, so
+    # the fleet digest counts this version, and so must this node's (it reports the profile
+    # as a problem). Without it, one such profile kept every node on full reports.
+    fleet_sha: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -69,6 +75,9 @@ class ProfileCatalog:
     # total is capped so that no number of profiles can push the agent past its memory limit.
     max_rendered_bytes: int = MAX_RENDERED_BYTES
     rendered_bytes: int = field(default=0, init=False)
+    # The fleet digest of every profile version this node has seen render (agent.api.
+    # fleet_digest), kept as records change: what the controller publishes, when both agree.
+    seen: Digest = field(default_factory=Digest, init=False)
 
     def accept(self, record: ProfileRecord) -> ProfileRecord:
         """Store a newly validated record, carrying the last good rendering over an invalid one."""
@@ -84,6 +93,7 @@ class ProfileCatalog:
                     None,
                     (_over_budget(total, self.max_rendered_bytes),),
                     record.warnings,
+                    fleet_sha=record.rendered.sha256,
                 )
         if record.rendered is None and previous is not None and previous.uid == record.uid:
             record = ProfileRecord(
@@ -94,14 +104,17 @@ class ProfileCatalog:
                 record.errors,
                 record.warnings,
                 record.base_chain,
+                record.fleet_sha,
             )
         self.records[record.key] = record
         self.rendered_bytes += _size(record) - kept_before
+        self.seen.set(record.key, _seen_sha(record))
         return record
 
     def forget(self, key: ProfileKey) -> None:
         """The object is gone (its file follows via the syncer, its children stay children)."""
         self.rendered_bytes -= _size(self.records.pop(key, None))
+        self.seen.set(key, None)
         self.bases.forget(key)
 
     def mark_installed(self, key: ProfileKey, sha256: str) -> None:
@@ -128,9 +141,14 @@ class ProfileCatalog:
             if status is not None:
                 yield key, status
 
-    def report(self, node_name: str, architecture: str | None = None) -> dict[str, Any]:
-        """This node's SeccompNodeStatus `status`; `architecture`: the node's SCMP_ARCH_*."""
-        return build_status(node_name, self.complete, self.statuses(), architecture)
+    def report(
+        self, node_name: str, architecture: str | None = None, compact: bool = False
+    ) -> dict[str, Any]:
+        """This node's SeccompNodeStatus `status`; `architecture`: the node's SCMP_ARCH_*;
+        `compact`: the seen digest matches the published one (agent.node.fleet_form)."""
+        return build_status(
+            node_name, self.complete, self.statuses(), architecture, self.seen.hex, compact
+        )
 
     def count_by_state(self) -> Counter[NodeState]:
         # Unsorted, unlike statuses(): this runs after every burst of changes.
@@ -187,6 +205,16 @@ def kept(findings: tuple[Finding, ...], limit: int = MAX_KEPT_FINDINGS) -> tuple
         "on the profile for all of them)",
     )
     return (*findings[:limit], more)
+
+
+def _seen_sha(record: ProfileRecord) -> str | None:
+    """The version of a profile this node counts as seen: its current generation's rendering,
+    or what the controller renders when only this node's own checks refuse it. Not the kept
+    rendering of an invalid update (an older generation's), exactly as the controller leaves
+    out what does not render."""
+    if record.rendered is not None and not record.errors:
+        return record.rendered.sha256
+    return record.fleet_sha
 
 
 def _size(record: ProfileRecord | None) -> int:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import kopf
 from kopf._core.engines.peering import Identity  # not re-exported; a NewType of str
@@ -20,6 +23,8 @@ from agent.kube.events import EventRecorder
 from agent.kube.program import run_program
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
+from agent.node.fleet_form import FleetForm, PublishedDigests, node_report
+from agent.node.fleet_watch import fleet_watch
 from agent.node.kopf_handlers import build_registry, quiet_kopf_loggers
 from agent.node.listing import get_profile, list_pod_profiles, list_profile_versions
 from agent.node.metrics import Metrics, RecorderMetrics
@@ -59,9 +64,19 @@ async def serve(settings: Settings) -> None:
     )
     catalog = ProfileCatalog()
     architecture = native_architecture()
+    published = PublishedDigests()
+    form = FleetForm(published, architecture)
     publisher = NodeStatusPublisher(
-        api, settings.node_name, lambda: catalog.report(settings.node_name, architecture)
+        api,
+        settings.node_name,
+        lambda: node_report(catalog, form, settings.node_name, time.monotonic),
     )
+
+    def fleet_digests(data: Mapping[str, Any] | None) -> None:
+        # Before the initial sync the report stays as the announce left it (see announce()).
+        if published.replace(data) and catalog.complete:
+            publisher.changed()
+
     background: set[asyncio.Task[None]] = set()
 
     def untaint() -> None:
@@ -101,6 +116,8 @@ async def serve(settings: Settings) -> None:
             supervisor.add("recording-report", recording.publisher.run)
         for watch in profile_watches(api, settings.namespaces, agent):
             supervisor.add(f"watch-{watch.name}", watch.run)
+        digests = fleet_watch(api, settings.fleet_namespace, fleet_digests)
+        supervisor.add(f"watch-{digests.name}", digests.run)
         metrics.process.watch_components([*supervisor.components, "profile-events", "pod-events"])
         http = probe_server(metrics.registry, agent.readiness.not_ready_reason, supervisor.problems)
         port = await http.start(settings.http_host, settings.http_port)

@@ -1,7 +1,9 @@
 """Publish this node's SeccompNodeStatus: batched, debounced, unchanged content never rewritten.
 
 `NodeStatusPublisher` is the real `StatusWriter` (agent.node.readiness); `RecordingStatusWriter`
-is the fake for tests that need no API server.
+is the fake for tests that need no API server. What to write comes from `build`, which may also
+answer "not yet" (`Later`: the compact form waits for the controller's digest to catch up,
+agent.node.fleet_form).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from agent.api.model import API_GROUP, API_VERSION, NODE_STATUS_KIND, NODE_STATUS_PLURAL
 from agent.kube.client import REQUEST_TIMEOUT
+from agent.node.fleet_form import Later
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,10 @@ class NodeStatusPublisher:
     """Writes one object per node. Each call to `changed()` schedules at most one write."""
 
     def __init__(
-        self, api: client.ApiClient, node: str, build: Callable[[], dict[str, Any]]
+        self,
+        api: client.ApiClient,
+        node: str,
+        build: Callable[[], dict[str, Any] | Later],
     ) -> None:
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
@@ -57,6 +63,9 @@ class NodeStatusPublisher:
 
     async def _announce(self) -> None:
         status = self._build()
+        if isinstance(status, Later):  # not before the initial sync; handled all the same
+            asyncio.get_running_loop().call_later(status.seconds, self.announce)
+            return
         try:
             created = await asyncio.to_thread(self._create_if_missing, status)
         except Exception as exc:  # API errors, timeouts, refused connections alike
@@ -89,6 +98,9 @@ class NodeStatusPublisher:
 
     async def _publish(self) -> None:
         status = self._build()
+        if isinstance(status, Later):
+            asyncio.get_running_loop().call_later(status.seconds, self.changed)
+            return
         if status == self._published:
             return
         try:
@@ -119,7 +131,8 @@ class NodeStatusPublisher:
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": NODE_STATUS_KIND,
             "metadata": {"name": self._node, "ownerReferences": self._owner()},
-            "status": status,
+            # A null is how a patch removes a field; a new object simply has none.
+            "status": {k: v for k, v in status.items() if v is not None},
         }
         self._custom.create_cluster_custom_object(
             API_GROUP, API_VERSION, NODE_STATUS_PLURAL, body, _request_timeout=REQUEST_TIMEOUT

@@ -33,6 +33,8 @@ class Settings:
     remove_startup_taint: bool
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     recorder_socket: Path | None = None  # None: no in-cluster recording on this node
+    # Where the controller publishes the fleet digests (its own namespace, as its Lease).
+    fleet_namespace: str = "default"
 
     @property
     def managed_dir(self) -> Path:
@@ -75,6 +77,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         dest="namespaces",
         metavar="NAMESPACE",
         help="watch only this namespace (repeatable; default: all namespaces)",
+    )
+    parser.add_argument(
+        "--fleet-namespace",
+        default=None,
+        help="namespace of the controller's ConfigMap seccomp-sync-fleet, whose digests let this "
+        f"node send compact reports (default: POD_NAMESPACE {env}, else default, as the "
+        "controller's --lease-namespace)",
     )
     parser.add_argument("--log-format", choices=["text", "json"], default=None)
     parser.add_argument("--log-level", default="INFO")
@@ -143,4 +152,5 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.env
         remove_startup_taint=args.remove_startup_taint,
         resync_seconds=resync,
         recorder_socket=_recorder_socket(args, environ),
+        fleet_namespace=args.fleet_namespace or environ.get("POD_NAMESPACE") or "default",
     )

@@ -74,10 +74,24 @@ class Validator:
             report = result.report
             # With a base, report.profile is the flattened composition: the file and its hash.
             rendered = render(report.profile) if report.valid and report.profile else None
+            fleet_sha = None
+            if rendered is None and report.profile is not None:
+                # Refused by this node's own checks alone (the compile, its cost budget, this
+                # node's architectures)? The controller validates as below, so it counts this
+                # version in the fleet digest, and so does this node (see fleet_sha). Pure and
+                # about a millisecond, for invalid profiles only.
+                without = validate_resource(
+                    essentials(body),
+                    default_architectures=self._architectures[:1],
+                    compile_profile=None,
+                    resolve_base=None if base is None else lambda _name: base,
+                ).report
+                if without.valid and without.profile is not None:
+                    fleet_sha = render(without.profile).sha256
             # Keep only what status and Events show: a bad profile can have thousands of findings.
             errors, warnings = kept(report.errors), kept(report.warnings)
             return ProfileRecord(
-                key, uid, generation, rendered, errors, warnings, result.base_chain
+                key, uid, generation, rendered, errors, warnings, result.base_chain, fleet_sha
             )
 
         if base is not None and base.profile is not None:

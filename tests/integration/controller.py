@@ -73,4 +73,6 @@ def controller_parts(api: client.ApiClient, io: ControllerIO | None = None) -> C
     parser = argparse.ArgumentParser()
     add_controller_arguments(parser)
     settings = build_controller_settings(parser.parse_args(["--identity", "test-controller"]), {})
-    return build_controller(settings, api, io or api_io(api, settings.identity))
+    return build_controller(
+        settings, api, io or api_io(api, settings.identity, settings.lease_namespace)
+    )

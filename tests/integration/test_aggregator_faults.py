@@ -125,7 +125,7 @@ def test_a_new_profile_is_written_before_a_recount_of_every_profile_ends(
     that recount takes a while, and a profile created meanwhile must not wait for all of it."""
     count = 1500  # never created: their status writes answer 404 at once
     api = api_for(crd)
-    io = api_io(api, "test-controller")
+    io = api_io(api, "test-controller", namespace)
     recording = RecordingStatuses(io.statuses)
     controller = controller_parts(api, dataclasses.replace(io, statuses=recording))
     state = controller.state

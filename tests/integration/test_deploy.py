@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.api.fleet_digest import FLEET_CONFIGMAP
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, wait_for
 from tests.integration.conftest import apply_profile, profile_object
@@ -31,6 +32,7 @@ ACCOUNT = "seccomp-sync-agent"
 AGENT_USER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
 CONTROLLER_ACCOUNT = "seccomp-sync-controller"
 CONTROLLER_USER = f"system:serviceaccount:{NAMESPACE}:{CONTROLLER_ACCOUNT}"
+FLEET = FLEET_CONFIGMAP
 # Everything cluster-scoped the base creates except the CRDs (shared with the node tests).
 CLUSTER_SCOPED = CLUSTER_OBJECTS
 HOST_DIR = "/var/lib/kubelet/seccomp/seccomp-sync"
@@ -398,6 +400,8 @@ ALLOWED = [
     ("patch", "events.events.k8s.io", "team-a", None),
     *((verb, "nodes", None, None) for verb in ["get", "list", "watch", "patch"]),
     *((verb, "pods", None, None) for verb in ["get", "list", "watch"]),
+    # The controller's fleet digests: that one ConfigMap, read only.
+    *((verb, f"configmaps/{FLEET}", NAMESPACE, None) for verb in ["get", "list", "watch"]),
 ]
 DENIED = [
     ("get", "secrets", NAMESPACE, None),
@@ -431,6 +435,10 @@ DENIED = [
     ("create", "configmaps", NAMESPACE, None),
     ("update", "configmaps", NAMESPACE, None),
     ("get", "configmaps", NAMESPACE, None),
+    ("list", "configmaps", NAMESPACE, None),
+    ("update", f"configmaps/{FLEET}", NAMESPACE, None),
+    ("get", "configmaps/other", NAMESPACE, None),
+    ("get", f"configmaps/{FLEET}", "default", None),
     ("create", "customresourcedefinitions.apiextensions.k8s.io", None, None),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", None, None),
     # No election for the agents any more.
@@ -463,6 +471,9 @@ CONTROLLER_ALLOWED = [
     ("list", "namespaces", None, None),
     # Which Nodes exist (metadata only): a report without its Node counts for nothing.
     *((verb, "nodes", None, None) for verb in ["list", "watch"]),
+    # The fleet digests it publishes: that ConfigMap by name, and a create (not name-limited).
+    *((verb, f"configmaps/{FLEET}", NAMESPACE, None) for verb in ["get", "update", "patch"]),
+    ("create", "configmaps", NAMESPACE, None),
 ]
 CONTROLLER_DENIED = [
     ("create", "seccomptenantpolicies.seccompsync.io", None, None),
@@ -488,6 +499,10 @@ CONTROLLER_DENIED = [
     ("create", "serviceaccounts", NAMESPACE, "token"),
     ("impersonate", "serviceaccounts", None, None),
     ("update", "mutatingadmissionpolicybindings.admissionregistration.k8s.io", None, None),
+    ("get", "configmaps/other", NAMESPACE, None),
+    ("update", "configmaps/other", NAMESPACE, None),
+    ("delete", f"configmaps/{FLEET}", NAMESPACE, None),
+    ("create", "configmaps", "kube-system", None),
     ("delete", "mutatingadmissionpolicybindings.admissionregistration.k8s.io", None, None),
 ]
 
@@ -566,12 +581,13 @@ def test_controller_account_may_not(
 @pytest.mark.parametrize(
     ("allowed", "roles"),
     [
-        (ALLOWED, [("ClusterRole", "seccomp-sync-agent")]),
+        (ALLOWED, [("ClusterRole", "seccomp-sync-agent"), ("Role", "seccomp-sync-agent-fleet")]),
         (
             CONTROLLER_ALLOWED,
             [
                 ("ClusterRole", "seccomp-sync-controller"),
                 ("Role", "seccomp-sync-controller-leases"),
+                ("Role", "seccomp-sync-controller-fleet"),
             ],
         ),
     ],
@@ -584,7 +600,7 @@ def test_accounts_have_no_other_rules(
 ) -> None:
     """Every rule is one the lists above check: a new grant needs a new line there."""
     checked = {
-        (verb, resource.split(".", 1)[0] + (f"/{sub}" if sub else ""))
+        (verb, resource.split("/", 1)[0].split(".", 1)[0] + (f"/{sub}" if sub else ""))
         for verb, resource, _, sub in allowed
     }
     for kind, name in roles:
@@ -594,13 +610,15 @@ def test_accounts_have_no_other_rules(
                     assert (verb, resource) in checked, f"{kind} {name} grants {verb} {resource}"
 
 
-def test_only_the_controller_holds_a_role(installed: list[dict[str, Any]]) -> None:
+def test_each_account_is_bound_to_its_own_roles_only(installed: list[dict[str, Any]]) -> None:
     bindings = [d for d in installed if d["kind"] in {"RoleBinding", "ClusterRoleBinding"}]
     subjects = {(d["metadata"]["name"], s["name"]) for d in bindings for s in d["subjects"]}
     assert subjects == {
         ("seccomp-sync-agent", ACCOUNT),
+        ("seccomp-sync-agent-fleet", ACCOUNT),
         ("seccomp-sync-controller", CONTROLLER_ACCOUNT),
         ("seccomp-sync-controller-leases", CONTROLLER_ACCOUNT),
+        ("seccomp-sync-controller-fleet", CONTROLLER_ACCOUNT),
     }
 
 
@@ -686,7 +704,17 @@ def agent_with_account(
     # which no kubelet would ever run or delete.
     register_node(cluster, node, startup_taint=startup_taint)
     as_agent = token_kubeconfig(cluster, bound_token(cluster, node), tmp_path / "agent.kubeconfig")
-    agent = AgentProcess(as_agent, node, tmp_path / "root", tmp_path / "agent.log", *extra)
+    # Its fleet digests where the DaemonSet's POD_NAMESPACE would point: the list and watch of
+    # that one ConfigMap must pass with its name-limited grant.
+    agent = AgentProcess(
+        as_agent,
+        node,
+        tmp_path / "root",
+        tmp_path / "agent.log",
+        "--fleet-namespace",
+        NAMESPACE,
+        *extra,
+    )
     try:
         agent.start().wait_ready()
         yield agent
@@ -919,6 +947,13 @@ def test_controller_runs_with_only_its_accounts_permissions(
                     ),
                     what="status written by the controller",
                 )
+                # The fleet digests, published and read with the accounts' own rights: the
+                # agent's report turns compact.
+                wait_for(
+                    lambda: compact_report(cluster, agent.node),
+                    timeout=30,
+                    what="the agent's report in the compact form",
+                )
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{controller.log_tail()}") from None
             log = controller.log_path.read_text()
@@ -926,3 +961,9 @@ def test_controller_runs_with_only_its_accounts_permissions(
     finally:
         controller.stop()
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def compact_report(cluster: Cluster, node: str) -> bool:
+    got = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json").stdout
+    status = json.loads(got).get("status") or {}
+    return bool(status.get("digest")) and "installed" not in status

@@ -14,6 +14,7 @@ from kubernetes import client
 
 from agent.api.keys import ProfileKey
 from agent.api.node_report import SHA_PREFIX, NodeReport
+from agent.controller.fleet_publisher import MemoryFleetConfigMap
 from agent.controller.gated_pods import GATE, GatedPod
 from agent.controller.gates import EVENT_REASON
 from agent.controller.main import Controller, ControllerIO, build_controller
@@ -39,7 +40,12 @@ class Fakes:
         self.pods = RecordedPodGates()
         self.report_events = RecordedEvents()
         self.io = ControllerIO(
-            self.statuses, self.pods, PolicyContext, RecordedEvents(), self.report_events
+            self.statuses,
+            self.pods,
+            PolicyContext,
+            RecordedEvents(),
+            self.report_events,
+            MemoryFleetConfigMap(),
         )
 
     def controller(self) -> Controller:
