@@ -445,10 +445,24 @@ CONTROLLER_ALLOWED = [
     # Profiles that predate a tenant policy: the policies, and the namespaces' labels.
     ("list", "seccomptenantpolicies.seccompsync.io", None, None),
     ("list", "namespaces", None, None),
+    # In-cluster recording: the results, the finalizer, the status.
+    *((verb, "seccompprofiles.seccompsync.io", "team-a", None) for verb in ["create", "update"]),
+    *(
+        (verb, "seccompprofilerecordings.seccompsync.io", None, None)
+        for verb in ["get", "list", "watch", "patch"]
+    ),
+    *(
+        (verb, "seccompprofilerecordings.seccompsync.io", "team-a", "status")
+        for verb in ["get", "patch", "update"]
+    ),
     # Which Nodes exist (metadata only): a report without its Node counts for nothing.
     *((verb, "nodes", None, None) for verb in ["list", "watch"]),
 ]
 CONTROLLER_DENIED = [
+    # Results are written, never deleted; a recording is the user's to delete.
+    ("delete", "seccompprofiles.seccompsync.io", "team-a", None),
+    ("delete", "seccompprofilerecordings.seccompsync.io", "team-a", None),
+    ("create", "seccompprofilerecordings.seccompsync.io", "team-a", None),
     ("create", "seccomptenantpolicies.seccompsync.io", None, None),
     ("update", "namespaces", None, None),
     ("get", "secrets", NAMESPACE, None),
