@@ -160,7 +160,10 @@ class RecordingHandler:
                 self._retry = True
                 log.warning(
                     "could not reconcile recording",
-                    extra={"recording": str(key), "error": f"{type(exc).__name__}: {exc}"[:300]},
+                    extra={
+                        "recording": str(key),
+                        "error": f"{type(exc).__name__}: {getattr(exc, 'body', None) or exc}"[:500],
+                    },
                 )
         present = {view.uid for view in self._board.views.values()}
         for said in [s for s in self._said if s[0] not in present]:

@@ -27,26 +27,33 @@ class ApiRecordingWrites:
         self._custom = client.CustomObjectsApi(api)
 
     def add_finalizer(self, view: RecordingView, present: list[str]) -> None:
-        # `test` on the resourceVersion: if the finalizers changed meanwhile, the patch fails and
-        # the next pass decides on the new version.
-        ops: list[dict[str, Any]] = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": view.resource_version}
-        ]
-        if present:
-            ops.append({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER})
-        else:
-            ops.append({"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
-        self._patch(view.key, ops)
+        self._set_finalizers(view, [*present, FINALIZER])
 
     def remove_finalizer(self, view: RecordingView, present: list[str]) -> None:
-        index = present.index(FINALIZER)
-        self._patch(
-            view.key,
-            [
-                {"op": "test", "path": f"/metadata/finalizers/{index}", "value": FINALIZER},
-                {"op": "remove", "path": f"/metadata/finalizers/{index}"},
-            ],
-        )
+        self._set_finalizers(view, [f for f in present if f != FINALIZER])
+
+    def _set_finalizers(self, view: RecordingView, finalizers: list[str]) -> None:
+        # The whole list, with the resourceVersion it was read at: if another party changed
+        # the finalizers meanwhile, the API server answers 409 and the next pass decides on
+        # the new version (never dropping someone else's finalizer).
+        patch = {"metadata": {"resourceVersion": view.resource_version, "finalizers": finalizers}}
+        try:
+            self._custom.patch_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                view.key.namespace,
+                RECORDING_PLURAL,
+                view.key.name,
+                patch,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone, or changed since
+                raise
+            log.info(
+                "recording changed meanwhile",
+                extra={"recording": str(view.key), "status": exc.status},
+            )
 
     def write_status(self, key: ProfileKey, status: dict[str, Any]) -> None:
         try:
@@ -103,27 +110,6 @@ class ApiRecordingWrites:
             if exc.status in (403, 422):
                 raise ResultRefusedError(_message(exc)) from None
             raise
-
-    def _patch(self, key: ProfileKey, ops: list[dict[str, Any]]) -> None:
-        try:
-            self._custom.patch_namespaced_custom_object(
-                API_GROUP,
-                API_VERSION,
-                key.namespace,
-                RECORDING_PLURAL,
-                key.name,
-                ops,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as exc:
-            # 404: gone; 409/422: changed since (the `test` failed): the watch shows the new
-            # version and the next pass decides again.
-            if exc.status not in (404, 409, 422):
-                raise
-            log.info(
-                "recording changed meanwhile",
-                extra={"recording": str(key), "status": exc.status},
-            )
 
 
 def _message(exc: ApiException) -> str:
