@@ -114,10 +114,10 @@ def test_base_renders_the_crds_the_agent_and_the_controller(
             "RoleBinding",
             "DaemonSet",
             "Deployment",
-            "MutatingAdmissionPolicy",
-            "MutatingAdmissionPolicyBinding",
-            # node restriction (controller issue) and the two tenant policies
-            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 4,
+            # the scheduling gate and the recording profile (in-cluster recording)
+            *["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"] * 2,
+            # node restriction (controller issue) and the three tenant policies
+            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5,
         ]
     )
     for doc in installed:
@@ -459,8 +459,7 @@ CONTROLLER_ALLOWED = [
     *((verb, "nodes", None, None) for verb in ["list", "watch"]),
 ]
 CONTROLLER_DENIED = [
-    # Results are written, never deleted; a recording is the user's to delete.
-    ("delete", "seccompprofiles.seccompsync.io", "team-a", None),
+    # A recording is the user's to make and delete.
     ("delete", "seccompprofilerecordings.seccompsync.io", "team-a", None),
     ("create", "seccompprofilerecordings.seccompsync.io", "team-a", None),
     ("create", "seccomptenantpolicies.seccompsync.io", None, None),
@@ -472,7 +471,7 @@ CONTROLLER_DENIED = [
     ("update", "pods", "team-a", None),
     ("create", "pods", "team-a", "exec"),
     ("create", "pods", "team-a", "binding"),
-    ("create", "seccompprofiles.seccompsync.io", "team-a", None),
+    # It writes results (create, update), never patches or deletes a profile.
     ("patch", "seccompprofiles.seccompsync.io", "team-a", None),
     ("delete", "seccompprofiles.seccompsync.io", "team-a", None),
     *(
