@@ -155,8 +155,17 @@ def build_controller(
     dirty = DirtyProfiles()
     gates_wake = asyncio.Event()
     synced = _SyncedOnce(lambda: state)
-    state = ClusterState(listeners=(dirty.mark, lambda _: gates_wake.set(), synced))
+    # The recordings' status says on which nodes a recorded pod may start: nodes come and go
+    # through the state too.
     recordings_wake = asyncio.Event()
+    state = ClusterState(
+        listeners=(
+            dirty.mark,
+            lambda _: gates_wake.set(),
+            synced,
+            lambda _: recordings_wake.set(),
+        )
+    )
 
     def recordings_changed() -> None:
         # A recording's readiness decides where its gated pods may start, too.
@@ -176,7 +185,13 @@ def build_controller(
         on_waiting_change=dirty.mark,
         recordings=board.readiness,
     )
-    recordings = RecordingHandler(board, recordings_wake, io.recordings, io.recording_events)
+    recordings = RecordingHandler(
+        board,
+        recordings_wake,
+        io.recordings,
+        io.recording_events,
+        nodes=lambda: frozenset(state.counted_reports()),
+    )
     aggregator = StatusAggregator(
         state, dirty, io.statuses, metrics, waiting=gates.waiting_counts, report=policies.report
     )

@@ -104,6 +104,15 @@ class RecordingBoard:
         if self.parts.pop(node, None) is not None:
             self._on_change()
 
+    def snapshot(self) -> RecordingBoard:
+        """A copy to read off the event loop (the lists inside are never changed in place)."""
+        copy = RecordingBoard()
+        copy.views = dict(self.views)
+        copy.finalizers = dict(self.finalizers)
+        copy.parts = dict(self.parts)
+        copy.listed = self.listed
+        return copy
+
     def merged(self, key: ProfileKey) -> Merged:
         view = self.views.get(key)
         return Merged() if view is None else merge(view, self.parts)
@@ -122,9 +131,12 @@ class RecordingHandler:
         wake: asyncio.Event,
         writes: RecordingWrites,
         events: EventSink,
+        nodes: Callable[[], frozenset[str]] = frozenset,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
+        """`nodes`: every node that runs an agent (the nodes a recorded pod may go to)."""
         self._board = board
+        self._nodes = nodes
         self._wake = wake
         self._writes = writes
         self._events = events
@@ -145,17 +157,21 @@ class RecordingHandler:
                 continue
             self._wake.clear()
             if self._board.listed:
-                await asyncio.to_thread(self.reconcile)
+                # Read on the loop, where the watches change the board; written from a thread.
+                await asyncio.to_thread(self.reconcile, self._board.snapshot(), self._nodes())
 
-    def reconcile(self) -> None:
-        """One pass over every recording (on a worker thread: the writes block)."""
+    def reconcile(
+        self, board: RecordingBoard | None = None, nodes: frozenset[str] | None = None
+    ) -> None:
+        """One pass over every recording of `board` (a snapshot: this runs on a worker thread,
+        as the writes block), given the nodes that run an agent."""
+        board = board or self._board.snapshot()
+        nodes = self._nodes() if nodes is None else nodes
         self._retry = False
-        for key in sorted(self._board.views):
-            view = self._board.views.get(key)
-            if view is None:
-                continue
+        for key in sorted(board.views):
+            view = board.views[key]
             try:
-                self._reconcile(view, list(self._board.finalizers.get(key, [])))
+                self._reconcile(board, view, list(board.finalizers.get(key, [])), nodes)
             except Exception as exc:  # the API: the next tick tries again; a bug: said, too
                 self._retry = True
                 log.warning(
@@ -165,16 +181,22 @@ class RecordingHandler:
                         "error": f"{type(exc).__name__}: {getattr(exc, 'body', None) or exc}"[:500],
                     },
                 )
-        present = {view.uid for view in self._board.views.values()}
+        present = {view.uid for view in board.views.values()}
         for said in [s for s in self._said if s[0] not in present]:
             del self._said[said]
 
-    def _reconcile(self, view: RecordingView, finalizers: list[str]) -> None:
+    def _reconcile(
+        self,
+        board: RecordingBoard,
+        view: RecordingView,
+        finalizers: list[str],
+        nodes: frozenset[str],
+    ) -> None:
         if view.deleting and not view.finalized:
             return  # not ours to hold any more
         if not view.deleting and not view.finalized:
             self._writes.add_finalizer(view, finalizers)
-        merged = merge(view, self._board.parts)
+        merged = merge(view, board.parts)
         if merged.degraded:
             self._say(view, PODS_CUT_SHORT, degraded_message(merged))
         outcome = None
@@ -185,7 +207,7 @@ class RecordingHandler:
             self._writes.remove_finalizer(view, finalizers)
             log.info("recording deleted", extra={"recording": str(view.key)})
             return
-        status = build_status(view, merged, outcome, self._now())
+        status = build_status(view, merged, outcome, self._now(), nodes)
         if not same_status(status, view.status):
             self._writes.write_status(view.key, status)
 

@@ -45,6 +45,7 @@ COMPLETED: Final = "Completed"
 
 # Condition types and reasons (CamelCase; Event reasons too).
 RESULTS_WRITTEN: Final = "ResultsWritten"
+NODES_READY: Final = "NodesReady"
 DEGRADED_CONDITION: Final = "Degraded"
 PODS_CUT_SHORT: Final = "RecordingDegraded"
 PROFILE_EXISTS: Final = "ProfileExists"
@@ -248,11 +249,15 @@ def build_status(
     merged: Merged,
     outcome: Outcome | None,
     now: dt.datetime,
+    nodes: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The recording's status. `outcome`: the results just written, or None (not written in
-    this pass: the previous status's results, if any, stand)."""
+    this pass: the previous status's results, if any, stand); `nodes`: every node that runs an
+    agent."""
     previous = view.status
     conditions: list[dict[str, Any]] = []
+    if not view.stopped:
+        conditions.append(nodes_ready_condition(merged, nodes))
     if merged.degraded:
         pods = ", ".join(sorted({d.pod for _, d in merged.degraded}))
         reasons = ", ".join(sorted({d.reason for _, d in merged.degraded}))
@@ -290,6 +295,25 @@ def build_status(
         "conditions": [_with_time(c, previous, now) for c in conditions],
     }
     return status
+
+
+def nodes_ready_condition(merged: Merged, nodes: frozenset[str]) -> dict[str, Any]:
+    """Where a recorded pod can start: runc refuses to start a container whose seccomp listener
+    cannot be reached, so a node whose agent is down or not ready takes no recorded pod (the
+    scheduling gate keeps them off it)."""
+    missing = sorted(nodes - merged.ready_nodes)
+    if not missing:
+        return _make(NODES_READY, True, "AllNodesReady", f"ready on {len(nodes)} node(s)")
+    shown = ", ".join(missing[:10]) + (
+        f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    )
+    return _make(
+        NODES_READY,
+        False,
+        "NodesNotReady",
+        f"not ready on {len(missing)} of {len(nodes)} node(s): {shown}; recorded pods cannot "
+        "start there (runc needs the agent's listener) and wait at the scheduling gate",
+    )
 
 
 def results_condition(outcome: Outcome) -> dict[str, Any]:

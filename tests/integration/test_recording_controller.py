@@ -171,6 +171,8 @@ def test_parts_from_two_nodes_are_merged_and_stopping_writes_the_results(
         {"name": "side", "syscalls": ["nanosleep"]},
         {"name": "web", "syscalls": ["accept4", "openat", "read", "sendfile"]},
     ]
+    [ready] = [c for c in status["conditions"] if c["type"] == "NodesReady"]
+    assert ready["status"] == "True", ready
     table = crd.kubectl("get", "scmprec", "-n", namespace).stdout.split("\n")[1].split()
     assert table[:5] == ["web", "Recording", "2", "2", "5"]
 

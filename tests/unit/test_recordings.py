@@ -136,8 +136,14 @@ class Rig:
         self.writes = RecordedRecordingWrites()
         self.events = RecordedEvents()
         self.board = RecordingBoard()
+        self.nodes = frozenset({"n1", "n2"})
         self.handler = RecordingHandler(
-            self.board, asyncio.Event(), self.writes, self.events, now=lambda: NOW
+            self.board,
+            asyncio.Event(),
+            self.writes,
+            self.events,
+            nodes=lambda: self.nodes,
+            now=lambda: NOW,
         )
         self.put(**spec)
         self.board.replace_parts(TWO_NODES)
@@ -169,6 +175,18 @@ def test_an_active_recording_gets_the_finalizer_and_its_merged_status() -> None:
     ]
     assert status["profiles"] == []
     assert rig.writes.profile_writes == []
+
+
+def test_the_status_names_the_nodes_where_a_recorded_pod_cannot_start() -> None:
+    rig = Rig()
+    rig.handler.reconcile()
+    [ready] = [c for c in rig.status()["conditions"] if c["type"] == "NodesReady"]
+    assert ready["status"] == "True"
+    rig.nodes = frozenset({"n1", "n2", "n3"})  # a node whose agent has not reported it ready
+    rig.handler.reconcile()
+    [ready] = [c for c in rig.status()["conditions"] if c["type"] == "NodesReady"]
+    assert (ready["status"], ready["reason"]) == ("False", "NodesNotReady")
+    assert "not ready on 1 of 3 node(s): n3" in ready["message"]
 
 
 def test_a_status_already_right_is_not_written_again() -> None:
