@@ -27,9 +27,9 @@ FINALIZER: Final = "seccompsync.io/recording-result"
 RECORDING_LABEL: Final = "seccompsync.io/recording"
 
 # What runc calls between loading the container's filter and exec'ing its process. The recorder
-# sees them only in part (some run before runc has handed the listener over), and a result
-# without them would fail every container at start; the built-in base is the list `seccomp-agent
-# record` adds too (SPO's runc profile), per architecture.
+# normally sees them (the filter is loaded), but a result without them fails every container at
+# start, so it must not depend on what one recording happened to see: the result allows runc's
+# list as `seccomp-agent record` does (the built-in base, SPO's runc profile), per architecture.
 RUNC_BASE: Final = "runtime/runc@v1.4.2"
 # runc refuses SCMP_ACT_NOTIFY on `write` (it reports errors to its parent with it), so the
 # recording profile never notifies it: every result allows it, as if it were always seen.
