@@ -71,13 +71,21 @@ class RecordingBoard:
         self.views: dict[ProfileKey, RecordingView] = {}
         self.finalizers: dict[ProfileKey, list[str]] = {}
         self.parts: dict[str, list[NodeRecording]] = {}  # node -> its parts
-        self.listed = False
+        self.recordings_listed = False
+        self.parts_listed = False
         self._on_change = on_change
 
-    def replace_recordings(self, bodies: Iterable[tuple[RecordingView, list[str]]]) -> None:
-        self.views = {view.key: view for view, _ in bodies}
-        self.finalizers = {view.key: finalizers for view, finalizers in bodies}
-        self.listed = True
+    @property
+    def listed(self) -> bool:
+        """Both listings are in. Deciding before the nodes' parts are would write the results
+        of a stopped recording from nothing."""
+        return self.recordings_listed and self.parts_listed
+
+    def replace_recordings(self, entries: Iterable[tuple[RecordingView, list[str]]]) -> None:
+        listed = list(entries)
+        self.views = {view.key: view for view, _ in listed}
+        self.finalizers = {view.key: finalizers for view, finalizers in listed}
+        self.recordings_listed = True
         self._on_change()
 
     def put_recording(self, view: RecordingView, finalizers: list[str]) -> None:
@@ -98,6 +106,7 @@ class RecordingBoard:
 
     def replace_parts(self, parts: Mapping[str, list[NodeRecording]]) -> None:
         self.parts = {node: p for node, p in parts.items() if p}
+        self.parts_listed = True
         self._on_change()
 
     def drop_parts(self, node: str) -> None:
@@ -110,7 +119,8 @@ class RecordingBoard:
         copy.views = dict(self.views)
         copy.finalizers = dict(self.finalizers)
         copy.parts = dict(self.parts)
-        copy.listed = self.listed
+        copy.recordings_listed = self.recordings_listed
+        copy.parts_listed = self.parts_listed
         return copy
 
     def merged(self, key: ProfileKey) -> Merged:
@@ -156,9 +166,8 @@ class RecordingHandler:
             elif not self._retry:
                 continue
             self._wake.clear()
-            if self._board.listed:
-                # Read on the loop, where the watches change the board; written from a thread.
-                await asyncio.to_thread(self.reconcile, self._board.snapshot(), self._nodes())
+            # Read on the loop, where the watches change the board; written from a thread.
+            await asyncio.to_thread(self.reconcile, self._board.snapshot(), self._nodes())
 
     def reconcile(
         self, board: RecordingBoard | None = None, nodes: frozenset[str] | None = None
@@ -168,6 +177,8 @@ class RecordingHandler:
         board = board or self._board.snapshot()
         nodes = self._nodes() if nodes is None else nodes
         self._retry = False
+        if not board.listed:
+            return
         for key in sorted(board.views):
             view = board.views[key]
             try:

@@ -259,7 +259,7 @@ def build_status(
     if not view.stopped:
         conditions.append(nodes_ready_condition(merged, nodes))
     if merged.degraded:
-        pods = ", ".join(sorted({d.pod for _, d in merged.degraded}))
+        pods = _some(sorted({d.pod for _, d in merged.degraded}))
         reasons = ", ".join(sorted({d.reason for _, d in merged.degraded}))
         conditions.append(
             _make(DEGRADED_CONDITION, True, PODS_CUT_SHORT, f"pods cut short ({reasons}): {pods}")
@@ -304,9 +304,7 @@ def nodes_ready_condition(merged: Merged, nodes: frozenset[str]) -> dict[str, An
     missing = sorted(nodes - merged.ready_nodes)
     if not missing:
         return _make(NODES_READY, True, "AllNodesReady", f"ready on {len(nodes)} node(s)")
-    shown = ", ".join(missing[:10]) + (
-        f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-    )
+    shown = _some(missing)
     return _make(
         NODES_READY,
         False,
@@ -350,6 +348,12 @@ def degraded_message(merged: Merged) -> str:
         + "; ".join(lines)
         + " (restart these pods to record them again)"
     )
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    """The first names, and how many more: a condition's message stays readable."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _make(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:

@@ -145,6 +145,7 @@ class Rig:
             nodes=lambda: self.nodes,
             now=lambda: NOW,
         )
+        self.board.replace_recordings([])
         self.put(**spec)
         self.board.replace_parts(TWO_NODES)
 
@@ -262,6 +263,18 @@ def test_deleting_writes_the_results_and_removes_the_finalizer() -> None:
     rig.handler.reconcile()
     assert sorted(rig.writes.profile_writes) == ["web-side", "web-web"]
     assert rig.writes.finalizers[KEY] == []
+
+
+def test_nothing_is_decided_before_the_nodes_parts_are_listed() -> None:
+    """A controller that starts while a recording is being deleted must not write its results
+    from nothing (and drop the finalizer) before the node reports are in."""
+    rig = Rig(deleting=True)
+    rig.board.parts_listed = False
+    rig.handler.reconcile()
+    assert rig.writes.profile_writes == [] and KEY not in rig.writes.finalizers
+    rig.board.replace_parts(TWO_NODES)
+    rig.handler.reconcile()
+    assert sorted(rig.writes.profile_writes) == ["web-side", "web-web"]
 
 
 def test_deleting_never_waits_for_a_result_refused_for_good() -> None:
