@@ -71,6 +71,35 @@ def profiles_of(pod_body: dict[str, Any]) -> dict[str, str | None]:
     }
 
 
+def settle(cluster: Cluster, namespace: str) -> None:
+    """Wait until admission sees every recording made so far in `namespace`: the policy reads
+    its parameters from an informer, which sees objects in the order they were made, so once a
+    canary recording made last takes effect, so have the others."""
+    labels = {"seccompsync.io/canary": "yes"}
+    create(
+        cluster,
+        recording(namespace, f"canary-{uuid.uuid4().hex[:6]}", podSelector={"matchLabels": labels}),
+    )
+
+    def canary_seen() -> bool:
+        result = cluster.kubectl(
+            "create",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+            check=False,
+            input=json.dumps(pod(namespace, "canary", labels)),
+        )
+        if result.returncode != 0:
+            return False
+        profile = profiles_of(json.loads(result.stdout))["web"]
+        return profile is not None and "/canary-" in profile
+
+    wait_for(canary_seen, timeout=30, interval=0.2, what="admission to see the recordings")
+
+
 def admission_documents(file: str, *kinds: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((DEPLOY / file).read_text()) if d and d["kind"] in kinds]
 
@@ -103,11 +132,14 @@ def recording_policy(crd: Cluster) -> Iterator[Cluster]:
             check=False,
             input=json.dumps(pod(probe_ns, "p", {"app": "web"})),
         )
-        return result.returncode == 0 and profiles_of(json.loads(result.stdout)) == {
-            "web": expected
-        }
+        if result.returncode != 0:
+            return False
+        body = json.loads(result.stdout)
+        gates = [g["name"] for g in body["spec"].get("schedulingGates") or []]
+        return profiles_of(body) == {"web": expected} and GATE in gates
 
-    wait_for(mutated, timeout=30, interval=0.5, what="the recording policy to take effect")
+    # Both policies: each takes effect on its own, asynchronously.
+    wait_for(mutated, timeout=30, interval=0.5, what="the recording and gate policies to act")
     crd.kubectl("delete", "namespace", probe_ns, "--wait=false")
     yield crd
     for doc in docs:
@@ -204,6 +236,7 @@ def test_a_selected_pod_gets_the_recording_profile_and_the_gate(
     recording_policy: Cluster, namespace: str
 ) -> None:
     create(recording_policy, recording(namespace, "web", containers=["web"]))
+    settle(recording_policy, namespace)
     expected = recording_localhost_profile(ProfileKey(namespace, "web"))
     body = created_pod(recording_policy, pod(namespace, "web-1", {"app": "web"}, "web", "sidecar"))
     assert profiles_of(body) == {"web": expected, "sidecar": None}
@@ -225,6 +258,7 @@ def test_every_container_is_recorded_when_none_are_named(
             podSelector={"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]},
         ),
     )
+    settle(recording_policy, namespace)
     expected = recording_localhost_profile(ProfileKey(namespace, "web"))
     body = created_pod(recording_policy, pod(namespace, "web-1", {"app": "web"}, "a", "b"))
     assert profiles_of(body) == {"a": expected, "b": expected}
@@ -248,6 +282,7 @@ def test_a_pod_outside_the_selector_is_untouched(
     recording_policy: Cluster, namespace: str, selector: dict[str, Any], labels: dict[str, str]
 ) -> None:
     create(recording_policy, recording(namespace, "web", podSelector=selector))
+    settle(recording_policy, namespace)
     body = created_pod(recording_policy, pod(namespace, "other", labels))
     assert profiles_of(body) == {"web": None}
     assert "schedulingGates" not in body["spec"]
@@ -257,6 +292,7 @@ def test_a_recording_never_selects_another_namespaces_pods(
     recording_policy: Cluster, namespace: str
 ) -> None:
     create(recording_policy, recording(namespace, "web"))
+    settle(recording_policy, namespace)
     other = f"t-{uuid.uuid4().hex[:10]}"
     recording_policy.kubectl("create", "namespace", other)
     try:
@@ -268,6 +304,7 @@ def test_a_recording_never_selects_another_namespaces_pods(
 
 def test_an_inactive_recording_selects_nothing(recording_policy: Cluster, namespace: str) -> None:
     create(recording_policy, recording(namespace, "web", active=False))
+    settle(recording_policy, namespace)
     body = created_pod(recording_policy, pod(namespace, "web-1", {"app": "web"}))
     assert profiles_of(body) == {"web": None}
 
@@ -277,6 +314,7 @@ def test_a_pod_created_before_the_recording_is_untouched(
 ) -> None:
     create(recording_policy, pod(namespace, "early", {"app": "web"}))
     create(recording_policy, recording(namespace, "web"))
+    settle(recording_policy, namespace)
     # A later change to the pod (a label) is an UPDATE: the policy never sees it.
     recording_policy.kubectl("label", "pod", "early", "-n", namespace, "touched=yes")
     body = json.loads(

@@ -27,6 +27,7 @@ from tests.integration.test_recording_admission import (
     pod,
     recording,
     recording_policy,  # noqa: F401 - a fixture
+    settle,
 )
 
 pytestmark = pytest.mark.cluster
@@ -265,6 +266,7 @@ def test_the_gate_holds_a_recording_pod_until_its_node_reports_the_recording_rea
 ) -> None:
     cluster = recording_policy
     create(cluster, recording(namespace, "web"))
+    settle(cluster, namespace)
     key = ProfileKey(namespace, "web")
     uid = uid_of(cluster, namespace)
     for node in nodes:
