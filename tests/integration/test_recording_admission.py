@@ -121,6 +121,8 @@ def recording_policy(crd: Cluster) -> Iterator[Cluster]:
     create(crd, recording(probe_ns, "probe"))
     expected = recording_localhost_profile(ProfileKey(probe_ns, "probe"))
 
+    last: list[str] = []
+
     def mutated() -> bool:
         result = crd.kubectl(
             "create",
@@ -132,6 +134,7 @@ def recording_policy(crd: Cluster) -> Iterator[Cluster]:
             check=False,
             input=json.dumps(pod(probe_ns, "p", {"app": "web"})),
         )
+        last[:] = [result.stdout + result.stderr]
         if result.returncode != 0:
             return False
         body = json.loads(result.stdout)
@@ -139,7 +142,10 @@ def recording_policy(crd: Cluster) -> Iterator[Cluster]:
         return profiles_of(body) == {"web": expected} and GATE in gates
 
     # Both policies: each takes effect on its own, asynchronously.
-    wait_for(mutated, timeout=30, interval=0.5, what="the recording and gate policies to act")
+    try:
+        wait_for(mutated, timeout=60, interval=0.5, what="the recording and gate policies to act")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last pod admitted:\n{last[0][:3000]}") from None
     crd.kubectl("delete", "namespace", probe_ns, "--wait=false")
     yield crd
     for doc in docs:
@@ -321,3 +327,14 @@ def test_a_pod_created_before_the_recording_is_untouched(
         recording_policy.kubectl("get", "pod", "early", "-n", namespace, "-o", "json").stdout
     )
     assert profiles_of(body) == {"web": None}
+
+
+def test_a_bound_pod_is_recorded_without_a_gate(recording_policy: Cluster, namespace: str) -> None:
+    """The API server refuses a scheduling gate on a pod created with spec.nodeName."""
+    create(recording_policy, recording(namespace, "web"))
+    settle(recording_policy, namespace)
+    bound = pod(namespace, "web-1", {"app": "web"})
+    bound["spec"]["nodeName"] = "some-node"
+    body = created_pod(recording_policy, bound)
+    assert profiles_of(body) == {"web": recording_localhost_profile(ProfileKey(namespace, "web"))}
+    assert "schedulingGates" not in body["spec"]
