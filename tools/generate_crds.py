@@ -10,8 +10,9 @@ between them by changing apiVersion alone (conversion strategy None, no webhook 
 v1alpha1 block is a copy of the v1beta1 block made here, never edited by hand, so the two cannot
 drift; tests/unit/test_crd_versions.py checks that the committed files equal this output.
 
-spec.baseProfileName's list of built-ins comes from agent.profiles.builtin_bases, so that the API
-server refuses a base the agent does not ship with the same list the agent would print.
+spec.baseProfileName's list of built-ins (in SeccompProfile and SeccompProfileRecording) comes from
+agent.profiles.builtin_bases, so that the API server refuses a base the agent does not ship with
+the same list the agent would print.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _kind(text: str) -> str:
 def _with_builtin_bases(text: str, builtins: Sequence[str]) -> str:
     begin = text.find("# BEGIN generated builtin bases")
     if begin < 0:
-        return text  # only the SeccompProfile CRD names bases
+        return text  # only the SeccompProfile and SeccompProfileRecording CRDs name bases
     end = text.find("# END generated builtin bases", begin)
     if end < 0:
         raise CrdLayoutError("`# BEGIN generated builtin bases` without its END marker")

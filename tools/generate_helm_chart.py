@@ -50,6 +50,10 @@ HAND_WRITTEN: Final = frozenset(
 CONDITIONS: Final[Mapping[tuple[str, str], str]] = {
     ("MutatingAdmissionPolicy", "seccomp-sync-profiles-ready"): ".Values.gating.enabled",
     ("MutatingAdmissionPolicyBinding", "seccomp-sync-profiles-ready"): ".Values.gating.enabled",
+    # A recorded pod must wait for its node's listener (runc refuses to start it otherwise):
+    # without the gate, no recording either.
+    ("MutatingAdmissionPolicy", "seccomp-sync-recording"): ".Values.gating.enabled",
+    ("MutatingAdmissionPolicyBinding", "seccomp-sync-recording"): ".Values.gating.enabled",
 }
 # A condition for every object of a file (its path relative to the repository).
 FILE_CONDITIONS: Final[Mapping[str, str]] = {

@@ -7,6 +7,7 @@ from typing import Any
 
 from agent.api.keys import ProfileKey
 from agent.api.layout import key_of_localhost_profile
+from agent.api.recording import recording_of_localhost_profile
 
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 _FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
@@ -22,6 +23,18 @@ def profiles_used_by(pod: Mapping[str, Any]) -> frozenset[ProfileKey]:
     spec = pod.get("spec") or {}
     return frozenset(
         key for key in map(key_of_localhost_profile, _localhost_profiles(spec)) if key is not None
+    )
+
+
+def recordings_used_by(pod: Mapping[str, Any]) -> frozenset[ProfileKey]:
+    """The recordings whose recording profile a pod's containers may still start with."""
+    if (pod.get("status") or {}).get("phase") in _FINISHED_PHASES:
+        return frozenset()
+    spec = pod.get("spec") or {}
+    return frozenset(
+        key
+        for key in map(recording_of_localhost_profile, _localhost_profiles(spec))
+        if key is not None
     )
 
 

@@ -84,18 +84,23 @@ def decide(
     nodes: frozenset[str],
     now: float,
     grace_seconds: float,
+    recordings: Mapping[ProfileKey, ProfileReadiness] | None = None,
 ) -> Decision:
-    """`nodes`: every node that runs an agent; `profiles` holds every key the pod names."""
-    if not pod.profiles:
+    """`nodes`: every node that runs an agent; `profiles` holds every key the pod names, and
+    `recordings` every recording whose recording profile it names (a recording is ready on a
+    node when its agent listens for it: runc refuses to start a container otherwise)."""
+    needed = [profiles[k] for k in sorted(pod.profiles)]
+    needed += [(recordings or {})[k] for k in sorted(pod.recordings)]
+    if not needed:
         # Gated by our policy but naming nothing we can parse (a malformed path): nothing to
         # wait for, and keeping it would hold it forever.
         return Release()
-    problems = [profiles[k].problem for k in sorted(pod.profiles) if profiles[k].problem]
+    problems = [r.problem for r in needed if r.problem]
     if problems:
         return Wait("; ".join(p for p in problems if p))
     ready = frozenset(nodes)
-    for key in pod.profiles:
-        ready &= profiles[key].ready_nodes
+    for readiness_of_one in needed:
+        ready &= readiness_of_one.ready_nodes
     lagging = nodes - ready
     if not lagging:
         return Release()
@@ -104,12 +109,16 @@ def decide(
     usable = ready if pod.pinned_nodes is None else ready & pod.pinned_nodes
     if not usable:
         where = "its nodes" if pod.pinned_nodes is not None else "any node"
-        return Wait(f"{_names(pod.profiles)} not ready on {where} yet: {_lag(lagging)}")
+        names = _names(pod.profiles, pod.recordings)
+        return Wait(f"{names} not ready on {where} yet: {_lag(lagging)}")
     return Release(exclude=lagging)
 
 
-def _names(keys: Iterable[ProfileKey]) -> str:
-    return ", ".join(f"SeccompProfile {k}" for k in sorted(keys))
+def _names(keys: Iterable[ProfileKey], recordings: Iterable[ProfileKey] = ()) -> str:
+    return ", ".join(
+        [f"SeccompProfile {k}" for k in sorted(keys)]
+        + [f"SeccompProfileRecording {k}" for k in sorted(recordings)]
+    )
 
 
 def _lag(nodes: Iterable[str], limit: int = 5) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from agent.api.keys import ProfileKey
-from agent.api.pod_refs import profiles_used_by
+from agent.api.pod_refs import profiles_used_by, recordings_used_by
 
 GATE: Final = "seccompsync.io/profiles-ready"
 NODE_NAME_FIELD: Final = "metadata.name"
@@ -30,6 +30,8 @@ class GatedPod:
     # The only nodes it may run on, when its spec pins it by node name (a DaemonSet's pod):
     # None when the spec allows any node that matches labels we do not evaluate.
     pinned_nodes: frozenset[str] | None
+    # The in-cluster recordings whose recording profile it names (agent.api.recording).
+    recordings: frozenset[ProfileKey] = frozenset()
 
     @property
     def ref(self) -> str:
@@ -53,6 +55,7 @@ def gated_pod(pod: Mapping[str, Any]) -> GatedPod | None:
         gates=gates,
         affinity=spec.get("affinity"),
         pinned_nodes=_pinned_nodes(spec),
+        recordings=recordings_used_by(pod),
     )
 
 

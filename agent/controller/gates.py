@@ -42,7 +42,7 @@ EVENT_REASON = "SeccompProfileNotReady"
 def decision_key(pod: GatedPod, now: float, grace_seconds: float) -> Hashable:
     """Everything `gate_decision.decide` reads of a pod: pods equal in it get the same decision
     in one pass. (A field `decide` starts to read belongs here too.)"""
-    return (pod.profiles, pod.pinned_nodes, now - pod.created < grace_seconds)
+    return (pod.profiles, pod.recordings, pod.pinned_nodes, now - pod.created < grace_seconds)
 
 
 class PodGates(Protocol):
@@ -66,9 +66,12 @@ class GateHandler:
         metrics: ControllerMetrics,
         grace_seconds: float,
         on_waiting_change: Callable[[set[ProfileKey]], None],
+        recordings: Callable[[ProfileKey, frozenset[str]], ProfileReadiness] | None = None,
     ) -> None:
         """`wake` is set on every change of `state`; `on_waiting_change` hears which profiles'
-        count of waiting pods changed."""
+        count of waiting pods changed; `recordings` says where a recording is ready (in-cluster
+        recording, `recording_handler.RecordingBoard.readiness`), given the counted nodes."""
+        self._recordings = recordings
         self._state = state
         self._wake = wake
         self._pods = pods
@@ -115,6 +118,10 @@ class GateHandler:
             key: readiness(key, self._state.profiles.get(key), reports, holdings) for key in names
         }
         nodes = frozenset(counted)
+        recording = {
+            key: self._recordings(key, nodes) if self._recordings else _no_recordings(key)
+            for key in {key for pod in pods for key in pod.recordings}
+        }
         waiting: dict[str, frozenset[ProfileKey]] = {}
         releases: list[tuple[GatedPod, Release]] = []
         warnings: list[tuple[GatedPod, str]] = []
@@ -128,7 +135,7 @@ class GateHandler:
             alike = decision_key(pod, now, self._grace)
             decision = decisions.get(alike)
             if decision is None:
-                decision = decisions[alike] = decide(pod, ready, nodes, now, self._grace)
+                decision = decisions[alike] = decide(pod, ready, nodes, now, self._grace, recording)
             if isinstance(decision, Release):
                 releases.append((pod, decision))
                 continue
@@ -212,3 +219,9 @@ class GateHandler:
         self._metrics.gated_oldest.set(max(0.0, now - oldest))
         if changed:
             self._on_waiting_change(changed)
+
+
+def _no_recordings(key: ProfileKey) -> ProfileReadiness:
+    return ProfileReadiness(
+        frozenset(), {}, f"SeccompProfileRecording {key}: this controller does not record"
+    )

@@ -16,7 +16,7 @@ import logging
 import signal
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kubernetes import client
@@ -31,6 +31,12 @@ from agent.api.model import (
     PLURAL,
 )
 from agent.api.node_report import NodeReport, parse_status
+from agent.api.recording import (
+    RECORDING_KIND,
+    RECORDING_PLURAL,
+    NodeRecording,
+    parse_node_recordings,
+)
 from agent.controller.aggregator import PARALLEL_WRITES as STATUS_WRITES
 from agent.controller.aggregator import DirtyProfiles, ProfileStatuses, StatusAggregator
 from agent.controller.fleet_publisher import ApiFleetConfigMap, FleetConfigMap, FleetPublisher
@@ -44,6 +50,13 @@ from agent.controller.policy_report import PolicyReporter, read_policies
 from agent.controller.profile_status import ProfileView
 from agent.controller.profile_statuses import ApiProfileStatuses
 from agent.controller.profiles import ProfileViews
+from agent.controller.recording_handler import (
+    RecordingBoard,
+    RecordingHandler,
+    RecordingWrites,
+    recording_entry,
+)
+from agent.controller.recording_writes import ApiRecordingWrites, RecordedRecordingWrites
 from agent.controller.settings import ControllerSettings, build_controller_settings
 from agent.controller.state import ClusterState
 from agent.kube.client import api_client, api_unavailable, load_configuration
@@ -52,7 +65,7 @@ from agent.kube.leader import LeaderElector
 from agent.kube.list_watch import ListWatch
 from agent.kube.program import run_program
 from agent.profiles.tenancy.compliance import PolicyContext
-from agent.runtime.events import EventSink
+from agent.runtime.events import EventSink, RecordedEvents
 from agent.runtime.health import probe_server
 from agent.runtime.http_server import HttpServer
 from agent.runtime.supervisor import Supervisor
@@ -61,12 +74,13 @@ log = logging.getLogger("agent.controller")
 
 # Requests this process can have open to the API server at once: one per watch (each holds its
 # connection for as long as it streams), the Lease, the status writes, the gate releases, the
-# tenant policies' read and the fleet digests' write. urllib3 keeps at most this many connections
-# to a host; above it, it opens one more for each request and closes it after (a TCP and TLS
-# handshake each time), and the client's own default is five per CPU the process sees: 10 on two
-# cores, 320 on a 64-core node, neither of them ours to pick.
-WATCHES: Final = 4  # `_watches`: profiles, node reports, unscheduled pods, Nodes
-CONNECTIONS: Final = WATCHES + 1 + STATUS_WRITES + RELEASE_WRITES + 1 + 1
+# tenant policies' read, the fleet digests' write and the recordings' writes (one at a time).
+# urllib3 keeps at most this many connections to a host; above it, it opens one more for each
+# request and closes it after (a TCP and TLS handshake each time), and the client's own default
+# is five per CPU the process sees: 10 on two cores, 320 on a 64-core node, neither of them ours
+# to pick.
+WATCHES: Final = 5  # `_watches`: profiles, node reports, unscheduled pods, Nodes, recordings
+CONNECTIONS: Final = WATCHES + 1 + STATUS_WRITES + RELEASE_WRITES + 1 + 1 + 1
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,9 @@ class ControllerIO:
     profile_events: EventSink  # policy violations, on the profile
     report_events: EventSink  # a node report without a Node, on the SeccompNodeStatus
     fleet: FleetConfigMap  # the fleet digests the agents match their reports against
+    # In-cluster recording: finalizer, status and results; Events on the recording.
+    recordings: RecordingWrites = field(default_factory=RecordedRecordingWrites)
+    recording_events: EventSink = field(default_factory=RecordedEvents)
 
 
 def api_io(api: client.ApiClient, identity: str, namespace: str) -> ControllerIO:
@@ -106,6 +123,14 @@ def api_io(api: client.ApiClient, identity: str, namespace: str) -> ControllerIO
             role="controller",
         ),
         fleet=ApiFleetConfigMap(api, namespace),
+        recordings=ApiRecordingWrites(api),
+        recording_events=EventRecorder(
+            api,
+            api_version=f"{API_GROUP}/{API_VERSION}",
+            kind=RECORDING_KIND,
+            instance=identity,
+            component=COMPONENT,
+        ),
     )
 
 
@@ -119,6 +144,7 @@ class Controller:
     policies: PolicyReporter
     metrics: ControllerMetrics
     supervisor: Supervisor
+    recordings: RecordingHandler
 
 
 def build_controller(
@@ -134,19 +160,43 @@ def build_controller(
     gates_wake = asyncio.Event()
     fleet_wake = asyncio.Event()
     synced = _SyncedOnce(lambda: state)
+    # The recordings' status says on which nodes a recorded pod may start: nodes come and go
+    # through the state too.
+    recordings_wake = asyncio.Event()
     state = ClusterState(
         listeners=(
             dirty.mark,
             lambda _: gates_wake.set(),
             lambda _: fleet_wake.set(),
             synced,
+            lambda _: recordings_wake.set(),
         )
     )
+
+    def recordings_changed() -> None:
+        # A recording's readiness decides where its gated pods may start, too.
+        recordings_wake.set()
+        gates_wake.set()
+
+    board = RecordingBoard(on_change=recordings_changed)
     policies = PolicyReporter(
         io.policies, io.profile_events, metrics, on_change=functools.partial(dirty.mark, None)
     )
     gates = GateHandler(
-        state, gates_wake, io.pods, metrics, settings.grace_seconds, on_waiting_change=dirty.mark
+        state,
+        gates_wake,
+        io.pods,
+        metrics,
+        settings.grace_seconds,
+        on_waiting_change=dirty.mark,
+        recordings=board.readiness,
+    )
+    recordings = RecordingHandler(
+        board,
+        recordings_wake,
+        io.recordings,
+        io.recording_events,
+        nodes=lambda: frozenset(state.counted_reports()),
     )
     aggregator = StatusAggregator(
         state, dirty, io.statuses, metrics, waiting=gates.waiting_counts, report=policies.report
@@ -162,6 +212,7 @@ def build_controller(
             group.create_task(policies.run(), name="tenant-policies")
             group.create_task(nodeless.run(), name="nodeless-reports")
             group.create_task(fleet.run(), name="fleet-digests")
+            group.create_task(recordings.run(), name="recordings")
 
     elector = LeaderElector(
         api,
@@ -179,7 +230,7 @@ def build_controller(
         # An unreachable API is waited out, never held against liveness (as in the agent).
         expected=api_unavailable,
     )
-    for watch in _watches(api, state):
+    for watch in _watches(api, state, board):
         supervisor.add(f"watch-{watch.name}", watch.run)
     supervisor.add("elector", elector.run)
     http = probe_server(
@@ -189,7 +240,7 @@ def build_controller(
     )
     supervisor.add("http", functools.partial(_serve_http, http, settings))
     metrics.process.watch_components(supervisor.components)
-    return Controller(state, aggregator, gates, policies, metrics, supervisor)
+    return Controller(state, aggregator, gates, policies, metrics, supervisor, recordings)
 
 
 class _SyncedOnce:
@@ -264,10 +315,10 @@ async def _serve_http(http: HttpServer, settings: ControllerSettings) -> None:
         await http.stop()
 
 
-def _watches(api: client.ApiClient, state: ClusterState) -> list[ListWatch]:
+def _watches(api: client.ApiClient, state: ClusterState, board: RecordingBoard) -> list[ListWatch]:
     custom = client.CustomObjectsApi(api)
     profiles = _ProfileFeed(state)
-    reports = _ReportFeed(state, profiles)
+    reports = _ReportFeed(state, profiles, board)
     return [
         ListWatch(
             "profiles",
@@ -305,6 +356,19 @@ def _watches(api: client.ApiClient, state: ClusterState) -> list[ListWatch]:
             on_list=lambda items: state.replace_pods(p for _, p in items if p is not None),
             on_event=lambda kind, item: _pod_event(state, kind, item),
             transform=_pod,
+        ),
+        ListWatch(
+            "recordings",
+            functools.partial(
+                custom.list_cluster_custom_object, API_GROUP, API_VERSION, RECORDING_PLURAL
+            ),
+            on_list=board.replace_recordings,
+            on_event=lambda kind, entry: (
+                board.drop_recording(entry[0].key)
+                if kind == "DELETED"
+                else board.put_recording(*entry)
+            ),
+            transform=recording_entry,
         ),
     ]
 
@@ -385,28 +449,37 @@ class _ProfileFeed:
 
 class _ReportFeed:
     """Node reports from the watch -> the cluster state, and their architectures -> the
-    profile views, which must be rendered for each architecture a node has."""
+    profile views, which must be rendered for each architecture a node has; their parts of the
+    in-cluster recordings -> the recordings' board."""
 
-    def __init__(self, state: ClusterState, profiles: _ProfileFeed) -> None:
+    def __init__(self, state: ClusterState, profiles: _ProfileFeed, board: RecordingBoard) -> None:
         self._state = state
         self._profiles = profiles
+        self._board = board
 
-    def listed(self, reports: list[NodeReport]) -> None:
+    def listed(self, items: list[tuple[NodeReport, list[NodeRecording]]]) -> None:
+        reports = [report for report, _ in items]
+        self._board.replace_parts({report.node: parts for report, parts in items})
         self._profiles.architectures({r.architecture for r in reports if r.architecture})
         self._state.replace_reports(reports)
 
-    def event(self, kind: str, report: NodeReport) -> None:
+    def event(self, kind: str, item: tuple[NodeReport, list[NodeRecording]]) -> None:
+        report, parts = item
         if kind == "DELETED":
+            self._board.drop_parts(report.node)
             self._state.drop_report(report.node)
             return
+        self._board.put_parts(report.node, parts)
         if report.architecture:
             self._profiles.architectures({report.architecture})
         self._state.put_report(report)
 
 
-def _report(obj: Mapping[str, Any]) -> NodeReport:
+def _report(obj: Mapping[str, Any]) -> tuple[NodeReport, list[NodeRecording]]:
     meta = obj.get("metadata") or {}
-    return parse_status(str(meta.get("name", "")), obj.get("status"), str(meta.get("uid", "")))
+    status = obj.get("status")
+    report = parse_status(str(meta.get("name", "")), status, str(meta.get("uid", "")))
+    return report, parse_node_recordings((status or {}).get("recordings"))
 
 
 def _name(obj: Mapping[str, Any]) -> str:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,23 +31,15 @@ from tests.node.pytest_plugin import Node
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
 CRD = "seccompprofilerecordings.seccompsync.io"
-MINIMAL_CRD = Path(__file__).resolve().parents[1] / "fixtures" / "recording-crd.yaml"
 EXPECTED = {"mkdir", "execve", "getdents64", "openat"}  # the script's, and runc's exec
 SCRIPT = "mkdir /tmp/recorded && ls /tmp && grep '^Seccomp:' /proc/self/status && echo done"
 
 
 @pytest.fixture(scope="module")
-def recording_crd(crd: Cluster) -> Iterator[Cluster]:
-    """crds/ once it has the recording's CRD; until then a minimal one (removed afterwards)."""
-    served = crd.kubectl("get", "crd", CRD, check=False).returncode == 0
-    if not served:
-        crd.kubectl("apply", "-f", str(MINIMAL_CRD))
-        crd.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD}")
-    try:
-        yield crd
-    finally:
-        if not served:
-            crd.kubectl("delete", "-f", str(MINIMAL_CRD), "--ignore-not-found", check=False)
+def recording_crd(crd: Cluster) -> Cluster:
+    """The `crd` fixture installs every CRD of crds/, the recording's among them."""
+    crd.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD}")
+    return crd
 
 
 def start_recording(cluster: Cluster, node: Node, key: ProfileKey) -> None:

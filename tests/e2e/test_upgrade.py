@@ -570,6 +570,7 @@ def test_uninstall_keeps_running_pods_and_releases_gated_ones_then_cleans_up(
         dry_run = crd.kubectl("delete", "-k", str(REPO / "crds"), "--dry-run=server", "-o", "name")
         assert sorted(dry_run.stdout.split()) == [
             "customresourcedefinition.apiextensions.k8s.io/seccompnodestatuses.seccompsync.io",
+            "customresourcedefinition.apiextensions.k8s.io/seccompprofilerecordings.seccompsync.io",
             "customresourcedefinition.apiextensions.k8s.io/seccompprofiles.seccompsync.io",
             "customresourcedefinition.apiextensions.k8s.io/seccomptenantpolicies.seccompsync.io",
         ]

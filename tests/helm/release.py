@@ -15,6 +15,7 @@ CRDS = (
     "seccompprofiles.seccompsync.io",
     "seccompnodestatuses.seccompsync.io",
     "seccomptenantpolicies.seccompsync.io",
+    "seccompprofilerecordings.seccompsync.io",
 )
 
 

@@ -303,17 +303,22 @@ def test_grace_period_reaches_the_controller(non_default: list[dict[str, Any]]) 
 def test_switches_remove_exactly_their_objects(
     helm: Helm, non_default: list[dict[str, Any]]
 ) -> None:
-    """Gating off: no MutatingAdmissionPolicy (pods are not held); the agents' own-node policy
-    stays. Tenant policy off: both tenant policies and bindings go. Monitoring on: three more."""
+    """Gating off: no MutatingAdmissionPolicy (pods are not held, nor recorded); the agents'
+    own-node policy stays. Tenant policy off: the three tenant policies and bindings go.
+    Monitoring on: three more."""
     default = by_key(helm.template())
     changed = by_key(non_default)
     assert sorted(set(default) - set(changed)) == [
         ("MutatingAdmissionPolicy", "", "seccomp-sync-profiles-ready"),
+        ("MutatingAdmissionPolicy", "", "seccomp-sync-recording"),
         ("MutatingAdmissionPolicyBinding", "", "seccomp-sync-profiles-ready"),
+        ("MutatingAdmissionPolicyBinding", "", "seccomp-sync-recording"),
         ("ValidatingAdmissionPolicy", "", "seccomp-sync-tenant-pods"),
         ("ValidatingAdmissionPolicy", "", "seccomp-sync-tenant-profiles"),
+        ("ValidatingAdmissionPolicy", "", "seccomp-sync-tenant-recordings"),
         ("ValidatingAdmissionPolicyBinding", "", "seccomp-sync-tenant-pods"),
         ("ValidatingAdmissionPolicyBinding", "", "seccomp-sync-tenant-profiles"),
+        ("ValidatingAdmissionPolicyBinding", "", "seccomp-sync-tenant-recordings"),
     ]
     assert sorted(set(changed) - set(default)) == [
         ("PrometheusRule", "seccomp-sync", "seccomp-sync"),

@@ -14,7 +14,11 @@ import yaml
 from tests.cluster.pytest_plugin import Cluster
 
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
-CRD_NAMES = ("seccompprofiles.seccompsync.io", "seccompnodestatuses.seccompsync.io")
+CRD_NAMES = (
+    "seccompprofiles.seccompsync.io",
+    "seccompnodestatuses.seccompsync.io",
+    "seccompprofilerecordings.seccompsync.io",
+)
 
 
 def install_crds(cluster: Cluster) -> Cluster:

@@ -117,10 +117,10 @@ def test_base_renders_the_crds_the_agent_and_the_controller(
             "RoleBinding",
             "DaemonSet",
             "Deployment",
-            "MutatingAdmissionPolicy",
-            "MutatingAdmissionPolicyBinding",
-            # node restriction (controller issue) and the two tenant policies
-            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 4,
+            # the scheduling gate and the recording profile (in-cluster recording)
+            *["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"] * 2,
+            # node restriction (controller issue) and the three tenant policies
+            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5,
         ]
     )
     for doc in installed:
@@ -469,6 +469,16 @@ CONTROLLER_ALLOWED = [
     # Profiles that predate a tenant policy: the policies, and the namespaces' labels.
     ("list", "seccomptenantpolicies.seccompsync.io", None, None),
     ("list", "namespaces", None, None),
+    # In-cluster recording: the results, the finalizer, the status.
+    *((verb, "seccompprofiles.seccompsync.io", "team-a", None) for verb in ["create", "update"]),
+    *(
+        (verb, "seccompprofilerecordings.seccompsync.io", None, None)
+        for verb in ["get", "list", "watch", "patch"]
+    ),
+    *(
+        (verb, "seccompprofilerecordings.seccompsync.io", "team-a", "status")
+        for verb in ["get", "patch", "update"]
+    ),
     # Which Nodes exist (metadata only): a report without its Node counts for nothing.
     *((verb, "nodes", None, None) for verb in ["list", "watch"]),
     # The fleet digests it publishes: that ConfigMap by name, and a create (not name-limited).
@@ -476,6 +486,9 @@ CONTROLLER_ALLOWED = [
     ("create", "configmaps", NAMESPACE, None),
 ]
 CONTROLLER_DENIED = [
+    # A recording is the user's to make and delete.
+    ("delete", "seccompprofilerecordings.seccompsync.io", "team-a", None),
+    ("create", "seccompprofilerecordings.seccompsync.io", "team-a", None),
     ("create", "seccomptenantpolicies.seccompsync.io", None, None),
     ("update", "namespaces", None, None),
     ("get", "secrets", NAMESPACE, None),
@@ -485,7 +498,7 @@ CONTROLLER_DENIED = [
     ("update", "pods", "team-a", None),
     ("create", "pods", "team-a", "exec"),
     ("create", "pods", "team-a", "binding"),
-    ("create", "seccompprofiles.seccompsync.io", "team-a", None),
+    # It writes results (create, update), never patches or deletes a profile.
     ("patch", "seccompprofiles.seccompsync.io", "team-a", None),
     ("delete", "seccompprofiles.seccompsync.io", "team-a", None),
     *(

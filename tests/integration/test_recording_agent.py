@@ -25,16 +25,12 @@ from tests.integration.tools import require_tool
 pytestmark = [pytest.mark.cluster, pytest.mark.runc]
 
 CRD = "seccompprofilerecordings.seccompsync.io"
-MINIMAL_CRD = Path(__file__).resolve().parents[1] / "fixtures" / "recording-crd.yaml"
 
 
 @pytest.fixture(scope="module")
 def recording_crd(crd: Cluster) -> Cluster:
-    """crds/ once it has the recording's CRD (the API side of issue 18); until then a minimal
-    one, left installed: later tests may watch it too."""
-    if crd.kubectl("get", "crd", CRD, check=False).returncode != 0:
-        crd.kubectl("apply", "-f", str(MINIMAL_CRD))
-        crd.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD}")
+    """The `crd` fixture installs every CRD of crds/, the recording's among them."""
+    crd.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD}")
     return crd
 
 
@@ -115,7 +111,7 @@ def test_the_agent_records_a_container_and_publishes_it_across_a_restart(
         "apiVersion": "seccompsync.io/v1beta1",
         "kind": "SeccompProfileRecording",
         "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"podSelector": {}},
+        "spec": {"podSelector": {"matchLabels": {"app": "recorded"}}},
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(recording))
     profile = root / recording_localhost_profile(key)
@@ -161,7 +157,10 @@ def test_the_agent_records_a_container_and_publishes_it_across_a_restart(
         assert set(again["containers"][0]["syscalls"]) == recorded
 
         # Stopped: the profile goes, the part stays (the controller still needs it).
-        stopped = {**recording, "spec": {"podSelector": {}, "active": False}}
+        stopped = {
+            **recording,
+            "spec": {"podSelector": {"matchLabels": {"app": "recorded"}}, "active": False},
+        }
         cluster.kubectl("apply", "-f", "-", input=json.dumps(stopped))
         wait_for(lambda: not profile.exists(), 30, what="the recording profile to go")
         wait_for(

@@ -15,16 +15,24 @@ from typing import Any
 import pytest
 
 from agent.api.model import OciSeccomp
-from agent.profiles.tenancy.policy import parse_policy, pod_violations, profile_violations, selects
+from agent.profiles.tenancy.policy import (
+    parse_policy,
+    pod_violations,
+    profile_violations,
+    recording_violations,
+    selects,
+)
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import wait_for
 from tests.integration.conftest import profile_object
 from tests.tenancy.cases import (
     POD_CASES,
     PROFILE_CASES,
+    RECORDING_CASES,
     RESTRICTED,
     PodCase,
     ProfileCase,
+    RecordingCase,
     policy_object,
 )
 
@@ -96,7 +104,11 @@ def scenarios(crd: Cluster) -> Iterator[dict[str, Scenario]]:
     admission caches have caught up (they are filled by watches, in order)."""
     crd.kubectl("delete", "seccomptenantpolicy", SHIPPED_NAME, "--ignore-not-found")
     made: dict[str, Scenario] = {}
-    cases: list[ProfileCase | PodCase] = [*PROFILE_CASES, *POD_CASES]
+    cases: list[ProfileCase | PodCase | RecordingCase] = [
+        *PROFILE_CASES,
+        *POD_CASES,
+        *RECORDING_CASES,
+    ]
     for index, case in enumerate(cases):
         labels = case.labels if isinstance(case, ProfileCase) else dict(RESTRICTED)
         made[case.id] = Scenario(index, labels, case.policy)
@@ -199,6 +211,62 @@ def test_pods(crd: Cluster, scenarios: dict[str, Scenario], case: PodCase) -> No
     )
     server = denial(None if result.returncode == 0 else result.stderr, "seccomp-sync-tenant-pods")
     assert server == python == scenario.message(case.refusal)
+
+
+@pytest.mark.parametrize("case", RECORDING_CASES, ids=lambda c: c.id)
+def test_recordings(crd: Cluster, scenarios: dict[str, Scenario], case: RecordingCase) -> None:
+    scenario = scenarios[case.id]
+    obj = {
+        "apiVersion": "seccompsync.io/v1beta1",
+        "kind": "SeccompProfileRecording",
+        "metadata": {"name": "web", "namespace": scenario.namespace},
+        "spec": case.spec,
+    }
+    found = recording_violations(parse_policy(scenario.policy), "web", case.spec)
+    python = f"{found[0].field}: {found[0].message}" if found else None
+    result = crd.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(obj), check=False
+    )
+    refused = None if result.returncode == 0 else result.stderr
+    server = denial(refused, "seccomp-sync-tenant-recordings")
+    assert server == python == scenario.message(case.refusal)
+
+
+def test_a_recording_in_a_forbidden_namespace_can_still_be_stopped_and_deleted(
+    crd: Cluster,
+) -> None:
+    """A recording made before its namespace was forbidden to record: only a new spec is
+    checked, so the controller's finalizer and status writes and the deletion pass."""
+    scenario = fresh_scenario(crd, "recording-predates")
+    recording = {
+        "apiVersion": "seccompsync.io/v1beta1",
+        "kind": "SeccompProfileRecording",
+        "metadata": {"name": "web", "namespace": scenario.namespace},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}},
+    }
+    crd.kubectl("delete", "seccomptenantpolicy", scenario.policy_name)
+    wait_for(
+        lambda: apply(crd, recording, "create", "--dry-run=server") is None,
+        timeout=30,
+        what="the policy's removal to take effect",
+    )
+    crd.kubectl("create", "-f", "-", input=json.dumps(recording))
+    forbidding = {**scenario.policy, "spec": {**scenario.policy["spec"], "recording": "Forbidden"}}
+    crd.kubectl("apply", "-f", "-", input=json.dumps(forbidding))
+    probe = {**recording, "metadata": {**recording["metadata"], "name": "probe"}}
+    wait_for(
+        lambda: apply(crd, probe, "create", "--dry-run=server") is not None,
+        timeout=30,
+        what="the forbidding policy to take effect",
+    )
+    finalizer = '{"metadata": {"finalizers": ["seccompsync.io/recording-result"]}}'
+    crd.kubectl(
+        "patch", "scmprec", "web", "-n", scenario.namespace, "--type=merge", "-p", finalizer
+    )
+    crd.kubectl("patch", "scmprec", "web", "-n", scenario.namespace, "--type=merge", "-p",
+                '{"metadata": {"finalizers": null}}')  # fmt: skip
+    crd.kubectl("delete", "scmprec", "web", "-n", scenario.namespace, "--timeout=20s")
+    remove(crd, scenario)
 
 
 # --- objects that predate the policy -------------------------------------------------------------

@@ -255,4 +255,71 @@ POD_CASES = [
         policy={"allowedProfileNamespaces": ["*"]},
     ),
     PodCase("profiles-not-ours-admitted", {"container": "profiles/audit.json"}, None),
+    # A recording profile is its recording's namespace's: the pods of that namespace may use it.
+    PodCase(
+        "own-recording-admitted", {"container": "seccomp-sync/_recording/{own}/web.json"}, None
+    ),
+    PodCase(
+        "other-namespace-recording-refused",
+        {"container": "seccomp-sync/_recording/team-b/web.json"},
+        "spec.containers[0].securityContext.seccompProfile.localhostProfile: "
+        "seccomp-sync/_recording/team-b/web.json (a profile of namespace team-b)"
+        f"{WHERE}allowedProfileNamespaces: only the pod's own namespace)",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class RecordingCase:
+    """A SeccompProfileRecording named web in a restricted namespace."""
+
+    id: str
+    spec: dict[str, Any]
+    refusal: str | None
+    policy: dict[str, Any] = field(default_factory=dict)
+
+
+RUNTIME_DEFAULT_ONLY = (
+    "recording: RuntimeDefaultOnly: build the recording on runtime/default@moby-... or "
+    "runtime/runc@..., so that it still denies what the runtime default denies)"
+)
+SELECTOR = {"podSelector": {"matchLabels": {"app": "web"}}}
+RECORDING_CASES = [
+    # The default where atLeastRuntimeDefault (the shipped restricted-pod-security policy).
+    RecordingCase(
+        "restricted-default-without-base-refused",
+        SELECTOR,
+        f"spec.baseProfileName: (none){WHERE}{RUNTIME_DEFAULT_ONLY}",
+    ),
+    RecordingCase(
+        "restricted-default-on-moby-default-admitted",
+        {**SELECTOR, "baseProfileName": "runtime/default@moby-2026-06-30"},
+        None,
+    ),
+    RecordingCase(
+        "restricted-default-on-runc-admitted",
+        {**SELECTOR, "baseProfileName": "runtime/runc@v1.4.2"},
+        None,
+    ),
+    RecordingCase(
+        "restricted-default-on-containers-common-refused",
+        {**SELECTOR, "baseProfileName": "runtime/default@containers-common-2025-08-25"},
+        f"spec.baseProfileName: runtime/default@containers-common-2025-08-25{WHERE}"
+        f"{RUNTIME_DEFAULT_ONLY}",
+    ),
+    RecordingCase(
+        "restricted-default-on-own-profile-refused",
+        {**SELECTOR, "baseProfileName": "mine"},
+        f"spec.baseProfileName: mine{WHERE}{RUNTIME_DEFAULT_ONLY}",
+    ),
+    RecordingCase(
+        "lenient-default-admitted", SELECTOR, None, policy={"atLeastRuntimeDefault": False}
+    ),
+    RecordingCase("allowed-admitted", SELECTOR, None, policy={"recording": "Allowed"}),
+    RecordingCase(
+        "forbidden-refused",
+        {**SELECTOR, "baseProfileName": "runtime/default@moby-2026-06-30"},
+        f"metadata.name: SeccompProfileRecording web{WHERE}recording: Forbidden)",
+        policy={"recording": "Forbidden"},
+    ),
 ]

@@ -14,20 +14,24 @@ import yaml
 from agent.api.model import OciSeccomp
 from agent.main import main
 from agent.profiles.tenancy.policy import (
+    RecordingMode,
     TenantPolicy,
     parse_policy,
     pod_violations,
     profile_namespace,
     profile_violations,
+    recording_violations,
     selects,
 )
 from agent.profiles.tenancy.runtime_default import runtime_default_allowed, runtime_default_source
 from tests.tenancy.cases import (
     POD_CASES,
     PROFILE_CASES,
+    RECORDING_CASES,
     RESTRICTED,
     PodCase,
     ProfileCase,
+    RecordingCase,
     policy_object,
 )
 from tools import generate_runtime_default
@@ -72,6 +76,13 @@ def test_pod_verdicts(case: PodCase) -> None:
     found = pod_violations(policy, "team-a", pod_object(case, "team-a"))
     got = f"{found[0].field}: {found[0].message}" if found else None
     assert got == case.refusal
+
+
+@pytest.mark.parametrize("case", RECORDING_CASES, ids=lambda c: c.id)
+def test_recording_verdicts(case: RecordingCase) -> None:
+    policy = parse_policy(policy_object(case.policy))
+    found = recording_violations(policy, "web", case.spec)
+    assert (f"{found[0].field}: {found[0].message}" if found else None) == case.refusal
 
 
 def test_every_profile_reference_of_a_pod_is_checked() -> None:
@@ -244,8 +255,8 @@ def test_validate_refuses_a_policy_file_that_is_not_a_policy(
     assert "document 0: not a valid SeccompTenantPolicy: spec.allowedActions.0:" in err
 
 
-def test_both_admission_policies_select_and_word_alike() -> None:
-    """The namespace selection and the message frame are copied between the two policies (YAML
+def test_every_admission_policy_selects_and_words_alike() -> None:
+    """The namespace selection and the message frame are copied between the policies (YAML
     anchors cannot cross documents): they must stay the same."""
     manifest = REPO / "deploy" / "base" / "tenant-policy.yaml"
     policies = [
@@ -253,7 +264,7 @@ def test_both_admission_policies_select_and_word_alike() -> None:
         for d in yaml.safe_load_all(manifest.read_text())
         if d["kind"] == "ValidatingAdmissionPolicy"
     ]
-    assert len(policies) == 2
+    assert len(policies) == 3  # profiles, pods, recordings
     shared = [
         {
             v["name"]: v["expression"]
@@ -263,7 +274,7 @@ def test_both_admission_policies_select_and_word_alike() -> None:
         for p in policies
     ]
     assert len(shared[0]) == 3
-    assert shared[0] == shared[1]
+    assert shared[0] == shared[1] == shared[2]
 
 
 def test_the_crd_and_the_python_model_agree_on_enums_and_defaults() -> None:
@@ -282,4 +293,6 @@ def test_the_crd_and_the_python_model_agree_on_enums_and_defaults() -> None:
     assert fields["allowedListenerPathPrefixes"]["default"] == []
     assert fields["allowedProfileNamespaces"]["default"] == []
     assert fields["atLeastRuntimeDefault"]["default"] is False
+    assert fields["recording"]["enum"] == list(get_args(RecordingMode))
+    assert "default" not in fields["recording"]  # it follows atLeastRuntimeDefault
     assert set(fields) == set(TenantPolicy.model_fields["spec"].annotation.model_fields)  # type: ignore[union-attr]

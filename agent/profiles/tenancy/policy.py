@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.api.findings import Finding, error
 from agent.api.layout import MANAGED_DIR_NAME
 from agent.api.model import Action, ApiObject, Flag, OciSeccomp, StrictModel
+from agent.api.recording import RECORDING_DIR_NAME, RECORDING_KIND
 from agent.profiles.tenancy.runtime_default import runtime_default_allowed
 
 KIND: Final = "SeccompTenantPolicy"
@@ -37,6 +38,13 @@ FLAG_NOT_ALLOWED: Final = "FlagNotAllowed"
 LISTENER_PATH_NOT_ALLOWED: Final = "ListenerPathNotAllowed"
 WEAKER_THAN_RUNTIME_DEFAULT: Final = "WeakerThanRuntimeDefault"
 FOREIGN_PROFILE: Final = "ForeignNamespaceProfile"
+RECORDING_NOT_ALLOWED: Final = "RecordingNotAllowed"
+
+RecordingMode = Literal["Allowed", "RuntimeDefaultOnly", "Forbidden"]
+# The bases a recording may be built on where only the runtime default may be recorded: Docker's
+# default profile is what atLeastRuntimeDefault compares with, and runc's base is narrower still.
+# Podman's (containers-common) is not: it allows chroot, clone3, keyctl... to any container.
+RUNTIME_DEFAULT_BASES: Final = ("runtime/default@moby-", "runtime/runc@")
 
 
 class LabelRequirement(StrictModel):
@@ -58,6 +66,7 @@ class TenantPolicySpec(StrictModel):
     allowedFlags: list[Flag] = list(DEFAULT_FLAGS)  # noqa: N815
     allowedListenerPathPrefixes: list[str] = []  # noqa: N815
     allowedProfileNamespaces: list[str] = []  # noqa: N815
+    recording: RecordingMode | None = None  # None: see `recording_mode`
 
 
 class PolicyMeta(BaseModel):
@@ -131,6 +140,44 @@ def profile_violations(policy: TenantPolicy, spec: OciSeccomp) -> list[Finding]:
     if policy.spec.atLeastRuntimeDefault:
         found += list(_weaker_than_runtime_default(rule, spec))
     return found
+
+
+def recording_mode(policy: TenantPolicy) -> RecordingMode:
+    """Whether the namespaces of `policy` may record; unset, it follows atLeastRuntimeDefault so
+    that a recording never weakens what the policy requires."""
+    if policy.spec.recording is not None:
+        return policy.spec.recording
+    return "RuntimeDefaultOnly" if policy.spec.atLeastRuntimeDefault else "Allowed"
+
+
+def recording_violations(policy: TenantPolicy, name: str, spec: Mapping[str, Any]) -> list[Finding]:
+    """Why a SeccompProfileRecording `name` with `spec` may not be made under the policy."""
+    mode = recording_mode(policy)
+    rule = _Rule(policy)
+    if mode == "Forbidden":
+        return [
+            rule.refuse(
+                "metadata.name",
+                f"{RECORDING_KIND} {name}",
+                "recording: Forbidden",
+                RECORDING_NOT_ALLOWED,
+            )
+        ]
+    base = spec.get("baseProfileName")
+    if mode == "RuntimeDefaultOnly" and not (
+        isinstance(base, str) and base.startswith(RUNTIME_DEFAULT_BASES)
+    ):
+        return [
+            rule.refuse(
+                "spec.baseProfileName",
+                base if isinstance(base, str) else "(none)",
+                "recording: RuntimeDefaultOnly: build the recording on "
+                + " or ".join(f"{p}..." for p in RUNTIME_DEFAULT_BASES)
+                + ", so that it still denies what the runtime default denies",
+                RECORDING_NOT_ALLOWED,
+            )
+        ]
+    return []
 
 
 def _weaker_than_runtime_default(rule: _Rule, spec: OciSeccomp) -> Iterator[Finding]:
@@ -211,7 +258,13 @@ def _localhost_profile(holder: Mapping[str, Any]) -> str | None:
 def profile_namespace(localhost_profile: str) -> str | None:
     """The namespace a seccomp-sync path names, as the kubelet resolves it; None if not ours."""
     parts = [p for p in localhost_profile.split("/") if p not in {"", "."}]
-    return parts[1] if len(parts) >= 2 and parts[0] == MANAGED_DIR_NAME else None
+    if len(parts) < 2 or parts[0] != MANAGED_DIR_NAME:
+        return None
+    # A recording profile, seccomp-sync/_recording/<namespace>/<name>.json: the namespace is
+    # the recording's ("_recording" is never a namespace: names start with a letter or digit).
+    if parts[1] == RECORDING_DIR_NAME and len(parts) >= 3:
+        return parts[2]
+    return parts[1]
 
 
 class _Rule:
