@@ -22,6 +22,7 @@ from agent.api.recording import (
     parse_node_recordings,
     recording_localhost_profile,
 )
+from agent.controller.fleet_publisher import MemoryFleetConfigMap
 from agent.controller.gate_decision import ProfileReadiness, Release, Wait, decide
 from agent.controller.gated_pods import GATE, GatedPod, gated_pod
 from agent.controller.main import Controller, ControllerIO, build_controller
@@ -361,6 +362,7 @@ def fakes_controller() -> tuple[Controller, RecordedPodGates, RecordedRecordingW
         PolicyContext,
         RecordedEvents(),
         RecordedEvents(),
+        MemoryFleetConfigMap(),
         recordings=writes,
     )
     parser = argparse.ArgumentParser()
