@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from agent.kube.client import REQUEST_TIMEOUT
 from agent.kube.pager import METADATA_ONLY, PAGE_SIZE, list_pages
+from agent.runtime.waiting import daemon_thread
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +81,7 @@ class ListWatch:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         stop = threading.Event()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def body() -> None:
-            try:
-                self._loop(loop, stop)
-            except BaseException as exc:  # handed to the supervisor, on the loop
-                loop.call_soon_threadsafe(_settle, done, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, done, None)
-
-        # A daemon thread, not the default executor: a watch blocked on a read must not keep
-        # the process from exiting.
-        threading.Thread(target=body, daemon=True, name=f"watch-{self.name}").start()
+        done = daemon_thread(f"watch-{self.name}", lambda: self._loop(loop, stop))
         try:
             await done
         finally:
@@ -175,12 +164,3 @@ class RawWatch(watch.Watch):
         # `deserialize=False` would skip the same work, but then an ERROR event, 410 Gone
         # included, fails inside the client with a KeyError instead of an ApiException.)
         return None
-
-
-def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is None:
-        future.set_result(None)
-    else:
-        future.set_exception(exc)

@@ -28,7 +28,6 @@ than the recording (a recording never observes another namespace's pods). `admit
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from agent.api.keys import ProfileKey
+from agent.runtime.waiting import daemon_thread
 from agent.seccomp.syscalls import architecture_name
 from agent.seccomp.trial.supervise import (
     FLAG_CONTINUE,
@@ -260,19 +260,8 @@ class Recorder:
             return [listener.state for listener in self._listeners.values()]
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
         stop_read, stop_write = os.pipe()
-
-        def body() -> None:
-            try:
-                self._serve(stop_read)
-            except BaseException as exc:
-                loop.call_soon_threadsafe(_settle, done, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, done, None)
-
-        threading.Thread(target=body, daemon=True, name="recorder").start()
+        done = daemon_thread("recorder", lambda: self._serve(stop_read))
         try:
             await done
         finally:
@@ -523,12 +512,3 @@ def _complete(payload: bytes) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is None:
-        future.set_result(None)
-    else:
-        future.set_exception(exc)

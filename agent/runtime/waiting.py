@@ -9,7 +9,8 @@ that turn sooner or later, and then shutdown hangs. `asyncio.timeout` does not h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import threading
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,3 +30,33 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
     """`awaitable`'s result, or TimeoutError after `seconds`; cancellation is never lost."""
     async with asyncio.timeout(seconds):
         return await awaitable
+
+
+def daemon_thread(name: str, target: Callable[[], None]) -> asyncio.Future[None]:
+    """Run `target` in a daemon thread; the future settles on this loop with its end.
+
+    A daemon thread, not the default executor: one blocked on a read (a watch, a socket) must not
+    keep the process from exiting. Its exception reaches whoever awaits (the supervisor).
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def body() -> None:
+        try:
+            target()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, done, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, done, None)
+
+    threading.Thread(target=body, daemon=True, name=name).start()
+    return done
+
+
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if future.done():  # cancelled meanwhile
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
