@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from tests.e2e.test_node_seccomp import (  # the deployed agent (a fixture) and 
 )
 from tests.node.agent_deploy import free_port
 from tests.node.images import BUSYBOX_BINARY, BUSYBOX_IMAGE
-from tests.node.pytest_plugin import Node
+from tests.node.pytest_plugin import AgentImage, Node
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -141,6 +142,13 @@ def wait_running(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
         return obj if pods.is_running(obj) else None
 
     return pods.poll(running, 120, f"pod {namespace}/{name} to run")
+
+
+def wait_succeeded(cluster: Cluster, namespace: str, name: str, timeout: float = 120) -> None:
+    def succeeded() -> bool:
+        return bool(pods.get(cluster, namespace, name)["status"].get("phase") == "Succeeded")
+
+    pods.poll(succeeded, timeout, f"pod {namespace}/{name} to run to its end")
 
 
 def fetch(port: int) -> str:
@@ -394,11 +402,7 @@ def test_recorded_set_holds_every_syscall_strace_counts(
     pods.create(
         cluster, namespace, pod("once-1", agent.name, labels, ["sh", "-c", script], restart="Never")
     )
-    pods.poll(
-        lambda: pods.get(cluster, namespace, "once-1")["status"].get("phase") == "Succeeded",
-        120,
-        "the recorded pod to run to its end",
-    )
+    wait_succeeded(cluster, namespace, "once-1")
     # The last call (the shell's exit_group) published: the set is complete.
     status = wait_status(
         cluster, namespace, "once", "every call published",
@@ -419,3 +423,69 @@ def test_recorded_set_holds_every_syscall_strace_counts(
     # container start-up), which the host run has not. Printed for the report.
     print(f"recorded {len(recorded)}, strace {len(traced)}, only recorded:",
           sorted(recorded - traced))  # fmt: skip
+
+
+# --- 2. two replicas on two nodes ------------------------------------------------------------
+
+
+def test_replicas_on_two_nodes_make_one_result_their_union(
+    crd: Cluster,
+    agent: Node,  # noqa: F811
+    namespace: str,
+    agent_image: AgentImage,
+    start_node: Callable[..., Node],
+) -> None:
+    """A second node joins (the agent DaemonSet runs there too); one replica calls mkdir on
+    the first node, the other rmdir on the second, neither both: each node's part holds its
+    own, and the result allows both. Last in this module: the second node goes at its end."""
+    cluster = crd
+    taken = cluster.kubectl("get", "nodes", "-o", "name").stdout.split()
+    name = next(f"127.0.0.{n}" for n in range(2, 255) if f"node/127.0.0.{n}" not in taken)
+    second = start_node(name=name, images=(agent_image.archive,))
+    try:
+        ready_agent(cluster, second.name, agent_image.name)
+        labels = {"app": "twin"}
+        pods.create(cluster, namespace, recording("twin", labels))
+        wait_recording_admits(cluster, namespace, labels)
+        scripts = {
+            ("twin-a", agent.name): "mkdir /tmp/a && echo made",
+            ("twin-b", second.name): "rmdir /tmp/never 2>/dev/null; echo removed",
+        }
+        for (pod_name, node_name), script in scripts.items():
+            manifest = pod(pod_name, node_name, labels, ["sh", "-c", script], restart="Never")
+            pods.create(cluster, namespace, manifest)
+        for pod_name, node_name in scripts:
+            wait_succeeded(cluster, namespace, pod_name, 180)
+            assert pods.get(cluster, namespace, pod_name)["spec"]["nodeName"] == node_name
+
+        status = wait_status(
+            cluster, namespace, "twin", "both replicas' calls",
+            lambda s: {"mkdir", "rmdir"} <= recorded_names(s) and s.get("nodesSeen") == 2,
+        )  # fmt: skip
+        assert status["podsSeen"] == 2
+        parts = {n: node_part_names(cluster, n, namespace, "twin") for n in (agent.name, name)}
+        assert "mkdir" in parts[agent.name] and "rmdir" not in parts[agent.name], parts
+        assert "rmdir" in parts[name] and "mkdir" not in parts[name], parts
+
+        cluster.kubectl(
+            "-n", namespace, "patch", "scmprec", "twin", "--type=merge",
+            "-p", '{"spec": {"active": false}}',
+        )  # fmt: skip
+        wait_status(cluster, namespace, "twin", "Completed", lambda s: s["phase"] == "Completed")
+        out = cluster.kubectl("-n", namespace, "get", "scmp", "twin-web", "-o", "json").stdout
+        allowed = {n for rule in json.loads(out)["spec"]["syscalls"] for n in rule["names"]}
+        assert {"mkdir", "rmdir"} <= allowed
+    finally:
+        second.down()
+        # Its report would count it among the nodes that run an agent (test_node_seccomp).
+        cluster.kubectl(
+            "delete", "seccompnodestatus", name, "--ignore-not-found", check=False
+        )  # fmt: skip
+
+
+def node_part_names(cluster: Cluster, node: str, namespace: str, name: str) -> set[str]:
+    out = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json").stdout
+    for entry in json.loads(out).get("status", {}).get("recordings") or []:
+        if entry["recording"] == f"{namespace}/{name}":
+            return {n for c in entry["containers"] for n in c["syscalls"]}
+    return set()
