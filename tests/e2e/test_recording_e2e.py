@@ -425,6 +425,96 @@ def test_recorded_set_holds_every_syscall_strace_counts(
           sorted(recorded - traced))  # fmt: skip
 
 
+# --- a restricted namespace records on the runtime default ---------------------------------
+
+RUNTIME_DEFAULT = "runtime/default@moby-2026-06-30"
+# unshare(2) is denied by the runtime default (to a container without CAP_SYS_ADMIN).
+OBSERVED_SCRIPT = (
+    "grep '^Seccomp:' /proc/self/status; mkdir /tmp/a && echo made; "
+    "unshare -n true || echo unshare=refused; sleep 3600"
+)
+
+
+def test_restricted_namespace_records_on_the_runtime_default(
+    crd: Cluster,
+    agent: Node,  # noqa: F811
+    namespace: str,
+) -> None:
+    """Where a tenant policy requires at least the runtime default, a recording without a base
+    is refused at apply; one on the runtime default records under runc what the base allows and
+    still denies what it denies, and its result is admitted there and enforced."""
+    cluster = crd
+    policy = f"e2e-{namespace}"
+    cluster.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": API_VERSION,
+        "kind": "SeccompTenantPolicy",
+        "metadata": {"name": policy},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"e2e-restricted": namespace}},
+            "atLeastRuntimeDefault": True,
+        },
+    }))  # fmt: skip
+    try:
+        cluster.kubectl("label", "namespace", namespace, f"e2e-restricted={namespace}")
+        labels = {"app": "kept"}
+        bare = recording("kept", labels)
+
+        def refused() -> str | None:
+            result = cluster.kubectl(
+                "-n", namespace, "create", "--dry-run=server", "-f", "-",
+                input=json.dumps(bare), check=False,
+            )  # fmt: skip
+            return result.stderr if result.returncode != 0 else None
+
+        message = pods.poll(refused, 60, "the tenant policy to refuse a recording without base")
+        assert "baseProfileName" in message, message
+        bare["spec"]["baseProfileName"] = RUNTIME_DEFAULT
+        pods.create(cluster, namespace, bare)
+        wait_recording_admits(cluster, namespace, labels)
+
+        pods.create(cluster, namespace, pod("kept-1", agent.name, labels,
+                                            ["sh", "-c", OBSERVED_SCRIPT]))  # fmt: skip
+        wait_running(cluster, namespace, "kept-1")
+
+        def logged() -> str | None:
+            text = pods.logs(cluster, namespace, "kept-1")
+            return text if "unshare=refused" in text else None
+
+        log = pods.poll(logged, 30, "the recorded script to run")
+        assert "Seccomp:\t2" in log and "made" in log, log
+        assert "Operation not permitted" in log, log  # the base's denial, kept while recording
+        status = wait_status(cluster, namespace, "kept", "mkdir counted",
+                             lambda s: "mkdir" in recorded_names(s))  # fmt: skip
+        assert "unshare" not in recorded_names(status)  # denied, so never notified
+
+        cluster.kubectl(
+            "-n", namespace, "patch", "scmprec", "kept", "--type=merge",
+            "-p", '{"spec": {"active": false}}',
+        )  # fmt: skip
+        done = wait_status(cluster, namespace, "kept", "Completed or not",
+                           lambda s: s.get("phase") in ("Completed", "Stopped")
+                           and any((c["type"] == "ResultsWritten" and c["status"] == "True")
+                                   or c.get("reason") in ("ResultRefused", "ProfileExists")
+                                   for c in s.get("conditions") or []))  # fmt: skip
+        assert done["phase"] == "Completed", done
+        out = cluster.kubectl("-n", namespace, "get", "scmp", "kept-web", "-o", "json").stdout
+        assert json.loads(out)["spec"]["baseProfileName"] == RUNTIME_DEFAULT
+
+        profile = pods.localhost_profile(namespace, "kept-web")
+        pods.create(cluster, namespace, pod("kept-2", agent.name, {"app": "after"},
+                                            ["sh", "-c", OBSERVED_SCRIPT], profile))  # fmt: skip
+        wait_running(cluster, namespace, "kept-2")
+
+        def enforced() -> str | None:
+            text = pods.logs(cluster, namespace, "kept-2")
+            return text if "unshare=refused" in text else None
+
+        log = pods.poll(enforced, 60, "the script under the result")
+        assert "Seccomp:\t2" in log and "made" in log, log
+    finally:
+        cluster.kubectl("delete", "seccomptenantpolicy", policy, "--ignore-not-found", check=False)
+
+
 # --- 2. two replicas on two nodes ------------------------------------------------------------
 
 
