@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from tests.cluster.pytest_plugin import Cluster
 from tests.e2e import gating, pods
 from tests.e2e.test_node_seccomp import (  # the deployed agent (a fixture) and its process
     agent,  # noqa: F401
+    agent_pods,
     agent_process,
     ready_agent,
 )
@@ -359,6 +361,61 @@ def test_agent_killed_during_a_recording_marks_it_degraded(
     assert "RecorderRestarted" in event["message"], event["message"]
     described = cluster.kubectl("-n", namespace, "describe", "scmprec", "sleeper").stdout
     assert "Warning  RecordingDegraded" in described, described
+
+
+# --- 3b. no agent on the node ---------------------------------------------------------------
+
+DAEMONSET = "daemonset/seccomp-sync-agent"
+NO_NODE = "/spec/template/spec/nodeSelector/seccompsync.io~1e2e-no-node"
+
+
+def test_recorded_pod_waits_while_no_agent_listens(
+    crd: Cluster,
+    agent: Node,  # noqa: F811
+    namespace: str,
+) -> None:
+    """docs/recording.md: while no agent listens on a node, a recorded pod cannot start there
+    (runc needs the listener): the recording's NodesReady condition names the node, the pod
+    waits at the gate, and starts once the agent is back."""
+    cluster = crd
+    labels = {"app": "waiting"}
+    pods.create(cluster, namespace, recording("waiting", labels))
+    wait_recording_admits(cluster, namespace, labels)
+    wait_status(cluster, namespace, "waiting", "ready on the node",
+                lambda s: condition_status(s, "NodesReady") == "True")  # fmt: skip
+    # The agent goes from the node as in a rollout or an eviction: stopped by the kubelet.
+    cluster.kubectl(
+        "-n", "seccomp-sync", "patch", DAEMONSET, "--type=json",
+        "-p", json.dumps([{"op": "add", "path": NO_NODE, "value": "none"}]),
+    )  # fmt: skip
+    try:
+        pods.poll(lambda: not agent_pods(cluster, agent.name), 90, "the agent to be gone")
+        status = wait_status(
+            cluster, namespace, "waiting", "NodesReady False",
+            lambda s: condition_status(s, "NodesReady") == "False", 30,
+        )  # fmt: skip
+        pods.create(cluster, namespace, pod("waiting-1", agent.name, labels, ["sleep", "3600"]))
+        time.sleep(10)  # the controller's chance to release it (it must not)
+        held = pods.get(cluster, namespace, "waiting-1")
+        assert gating.gates_of(held) == [gating.GATE], held["status"]
+        assert agent.name in next(
+            c["message"] for c in status["conditions"] if c["type"] == "NodesReady"
+        )
+    finally:
+        cluster.kubectl(
+            "-n", "seccomp-sync", "patch", DAEMONSET, "--type=json",
+            "-p", json.dumps([{"op": "remove", "path": NO_NODE}]),
+        )  # fmt: skip
+        ready_agent(cluster, agent.name)
+    wait_running(cluster, namespace, "waiting-1")
+    assert pods.container_status(pods.get(cluster, namespace, "waiting-1"))["restartCount"] == 0
+
+
+def condition_status(status: dict[str, Any], kind: str) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition["type"] == kind:
+            return str(condition["status"])
+    return None
 
 
 # --- 5. lossless -----------------------------------------------------------------------------
