@@ -482,6 +482,37 @@ def test_recorded_set_holds_every_syscall_strace_counts(
           sorted(recorded - traced))  # fmt: skip
 
 
+# --- deleting a recording writes its results first --------------------------------------------
+
+
+def test_deleting_an_active_recording_writes_its_results(
+    crd: Cluster,
+    agent: Node,  # noqa: F811
+    namespace: str,
+) -> None:
+    """docs/recording.md: a deleted recording waits (finalizer) until its results are written;
+    its recording profile leaves the node, the recorded pod keeps running."""
+    cluster = crd
+    labels = {"app": "brief"}
+    pods.create(cluster, namespace, recording("brief", labels))
+    wait_recording_admits(cluster, namespace, labels)
+    script = "mkdir /tmp/a && echo made; sleep 3600"
+    pods.create(cluster, namespace, pod("brief-1", agent.name, labels, ["sh", "-c", script]))
+    wait_running(cluster, namespace, "brief-1")
+    wait_status(cluster, namespace, "brief", "mkdir counted",
+                lambda s: "mkdir" in recorded_names(s))  # fmt: skip
+    on_node = agent.seccomp_root / recording_localhost_profile(ProfileKey(namespace, "brief"))
+    assert on_node.is_file()
+
+    cluster.kubectl("-n", namespace, "delete", "scmprec", "brief", "--timeout=60s")
+    out = cluster.kubectl("-n", namespace, "get", "scmp", "brief-web", "-o", "json").stdout
+    result = json.loads(out)
+    assert result["metadata"]["labels"]["seccompsync.io/recording"] == "brief"
+    assert "mkdir" in {n for rule in result["spec"]["syscalls"] for n in rule["names"]}
+    pods.poll(lambda: not on_node.exists(), 30, "the recording profile to leave the node")
+    assert pods.is_running(pods.get(cluster, namespace, "brief-1"))
+
+
 # --- a restricted namespace records on the runtime default ---------------------------------
 
 RUNTIME_DEFAULT = "runtime/default@moby-2026-06-30"
