@@ -113,8 +113,9 @@ def test_base_renders_the_crds_the_agent_and_the_controller(
             "Namespace",
             "ResourceQuota",
             *["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service"] * 2,
-            "Role",
-            "RoleBinding",
+            # the controller's Leases, and the fleet digests' ConfigMap: the controller
+            # writes it, the agent reads it (issue 17)
+            *["Role", "RoleBinding"] * 3,
             "DaemonSet",
             "Deployment",
             # the scheduling gate and the recording profile (in-cluster recording)
