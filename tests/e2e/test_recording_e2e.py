@@ -482,6 +482,49 @@ def test_recorded_set_holds_every_syscall_strace_counts(
           sorted(recorded - traced))  # fmt: skip
 
 
+# --- the containers a recording names, and its results' names ----------------------------------
+
+
+def test_only_the_named_containers_are_recorded_under_the_prefix(
+    crd: Cluster,
+    agent: Node,  # noqa: F811
+    namespace: str,
+) -> None:
+    """`containers: [web]` records that container alone (its sidecar keeps its spec and runs
+    unconfined); the result is named `<profileNamePrefix>-web`."""
+    cluster = crd
+    labels = {"app": "pair"}
+    body = recording("pair", labels)
+    body["spec"].update({"containers": ["web"], "profileNamePrefix": "shop"})
+    pods.create(cluster, namespace, body)
+    wait_recording_admits(cluster, namespace, labels)
+    manifest = pod("pair-1", agent.name, labels, ["sh", "-c", "mkdir /tmp/a; sleep 3600"])
+    side = {**manifest["spec"]["containers"][0], "name": "side", "command": ["sleep", "3600"]}
+    manifest["spec"]["containers"].append(side)
+    pods.create(cluster, namespace, manifest)
+    created = pods.get(cluster, namespace, "pair-1")
+    assert "securityContext" not in created["spec"]["containers"][1], created["spec"]
+    wait_running(cluster, namespace, "pair-1")
+
+    def seccomp_mode(container: str) -> str:
+        return cluster.kubectl(
+            "-n", namespace, "exec", "pair-1", "-c", container, "--",
+            "grep", "^Seccomp:", "/proc/self/status",
+        ).stdout.strip()  # fmt: skip
+
+    assert (seccomp_mode("web"), seccomp_mode("side")) == ("Seccomp:\t2", "Seccomp:\t0")
+    status = wait_status(cluster, namespace, "pair", "mkdir counted",
+                         lambda s: "mkdir" in recorded_names(s))  # fmt: skip
+    assert [c["name"] for c in status["containers"]] == ["web"]
+
+    cluster.kubectl(
+        "-n", namespace, "patch", "scmprec", "pair", "--type=merge",
+        "-p", '{"spec": {"active": false}}',
+    )  # fmt: skip
+    done = wait_status(cluster, namespace, "pair", "Completed", lambda s: s["phase"] == "Completed")
+    assert done["profiles"] == ["shop-web"]
+
+
 # --- deleting a recording writes its results first --------------------------------------------
 
 
