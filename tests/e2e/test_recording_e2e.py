@@ -525,6 +525,47 @@ def test_only_the_named_containers_are_recorded_under_the_prefix(
     assert done["profiles"] == ["shop-web"]
 
 
+# --- a recorded container that restarts ------------------------------------------------------
+
+
+def test_a_recorded_container_that_restarts_is_recorded_again(
+    crd: Cluster,
+    agent: Node,  # noqa: F811
+    namespace: str,
+) -> None:
+    """A container that exits and is restarted by the kubelet while the recording is active
+    starts under the recording again (runc hands the agent a new listener); the recording
+    stays `Recording` (an exit is not a cut), and still counts one pod."""
+    cluster = crd
+    labels = {"app": "again"}
+    pods.create(cluster, namespace, recording("again", labels))
+    wait_recording_admits(cluster, namespace, labels)
+    script = "mkdir /tmp/a; while [ ! -e /tmp/restart ]; do sleep 0.2; done"
+    pods.create(cluster, namespace, pod("again-1", agent.name, labels, ["sh", "-c", script]))
+    wait_running(cluster, namespace, "again-1")
+    wait_status(cluster, namespace, "again", "mkdir counted",
+                lambda s: "mkdir" in recorded_names(s))  # fmt: skip
+    cluster.kubectl("-n", namespace, "exec", "again-1", "--", "touch", "/tmp/restart")
+    # touch ran in the container, under its filter: recorded like any of its calls.
+    wait_status(cluster, namespace, "again", "touch's utimensat counted",
+                lambda s: "utimensat" in recorded_names(s))  # fmt: skip
+
+    def restarted() -> dict[str, Any] | None:
+        obj = pods.get(cluster, namespace, "again-1")
+        count = int(pods.container_status(obj).get("restartCount", 0))
+        return obj if count >= 1 and pods.is_running(obj) else None
+
+    pods.poll(restarted, 120, "the container to run again")
+    mode = cluster.kubectl(
+        "-n", namespace, "exec", "again-1", "--", "grep", "^Seccomp:", "/proc/self/status"
+    ).stdout.strip()  # fmt: skip
+    assert mode == "Seccomp:\t2"
+    time.sleep(3)  # a published degradation, if any, would show within about a second
+    status = get_recording(cluster, namespace, "again")["status"]
+    assert (status["phase"], status["podsSeen"]) == ("Recording", 1), status
+    assert condition_status(status, "Degraded") == "False", status
+
+
 # --- deleting a recording writes its results first --------------------------------------------
 
 
