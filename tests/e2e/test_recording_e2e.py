@@ -363,6 +363,28 @@ def test_agent_killed_during_a_recording_marks_it_degraded(
     assert "Warning  RecordingDegraded" in described, described
 
 
+def test_pod_created_as_the_agent_is_killed_ends_up_recorded(
+    crd: Cluster,
+    agent: Node,  # noqa: F811
+    namespace: str,
+) -> None:
+    """After a SIGKILL the node's part still says ready until the restarted agent publishes:
+    a recorded pod created at that moment may be released at once. Whatever the kubelet meets
+    meanwhile (no listener: the container fails to start), it retries, and the pod runs,
+    recorded, with no one's help."""
+    cluster = crd
+    labels = {"app": "window"}
+    pods.create(cluster, namespace, recording("window", labels))
+    wait_recording_admits(cluster, namespace, labels)
+    os.kill(agent_process(agent), signal.SIGKILL)
+    pods.create(cluster, namespace, pod("window-1", agent.name, labels, ["sleep", "3600"]))
+    wait_running(cluster, namespace, "window-1")
+    ready_agent(cluster, agent.name)
+    status = wait_status(cluster, namespace, "window", "the pod counted",
+                         lambda s: s.get("podsSeen") == 1)  # fmt: skip
+    assert status["phase"] == "Recording"  # not degraded: it started under the new agent
+
+
 # --- 3b. no agent on the node ---------------------------------------------------------------
 
 DAEMONSET = "daemonset/seccomp-sync-agent"
