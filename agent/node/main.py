@@ -151,6 +151,8 @@ async def serve(settings: Settings) -> None:
             for task in background:
                 task.cancel()
             await asyncio.gather(parts, *background, return_exceptions=True)
+            if recording is not None:  # after the recorder stopped: no part says ready again
+                await recording.publisher.withdraw()
             await http.stop()
             api.close()  # type: ignore[no-untyped-call]
             log.info("seccomp-sync agent stopped")

@@ -9,6 +9,7 @@ same object and never names this one, so neither overwrites the other.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -113,6 +114,7 @@ class NodePartPublisher:
         self._build = build
         self._restore = restore
         self._published: list[dict[str, Any]] | None = None
+        self._restored = False
         self._wake = asyncio.Event()
         self.writes = 0
 
@@ -124,6 +126,7 @@ class NodePartPublisher:
         """Supervised. Reads back what an earlier agent published before writing anything: a
         write first would replace those recorded names with this agent's empty sets."""
         self._restore(await self._read_back())
+        self._restored = True
         while True:
             await self._wake.wait()
             await asyncio.sleep(DEBOUNCE_SECONDS)
@@ -143,6 +146,27 @@ class NodePartPublisher:
                 continue
             self._published = built
             self.writes += 1
+
+    async def withdraw(self) -> None:
+        """On a graceful stop (a rollout, a drain, the DaemonSet leaving the node): publish every
+        part as not ready. The listeners go with this process, and a part left saying `ready`
+        would have the controller release recorded pods to this node, where runc cannot reach a
+        listener and the container fails to start. The names recorded stay. One attempt, bounded
+        by the request timeout: a stop must not hang on the API server. After a SIGKILL nothing
+        runs here; the next agent publishes its parts once it listens."""
+        if not self._restored:
+            return  # a write now would replace an earlier agent's names with empty sets
+        parts = [dataclasses.replace(part, ready=False) for part in self._build()]
+        built = build_node_recordings(parts)
+        try:
+            await asyncio.to_thread(self._write, built)
+        except Exception as exc:
+            log.warning(
+                "could not mark this node's recordings not ready while stopping",
+                extra={"status": getattr(exc, "status", None), "error": str(exc)[:200]},
+            )
+        else:
+            log.info("marked this node's recordings not ready: the agent is stopping")
 
     async def _read_back(self) -> list[NodeRecording]:
         delay = 0.5

@@ -45,6 +45,11 @@ CLUSTER_OBJECTS = (
     "validatingadmissionpolicy/seccomp-sync-tenant-profiles",
     "validatingadmissionpolicybinding/seccomp-sync-tenant-pods",
     "validatingadmissionpolicy/seccomp-sync-tenant-pods",
+    "validatingadmissionpolicybinding/seccomp-sync-tenant-recordings",
+    "validatingadmissionpolicy/seccomp-sync-tenant-recordings",
+    # The recording policy: left behind, a later test's recording would still mutate its pods.
+    "mutatingadmissionpolicybinding/seccomp-sync-recording",
+    "mutatingadmissionpolicy/seccomp-sync-recording",
     "clusterrolebinding/seccomp-sync-agent",
     "clusterrole/seccomp-sync-agent",
     "clusterrolebinding/seccomp-sync-controller",
