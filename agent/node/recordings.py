@@ -90,7 +90,7 @@ class Admissions:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._active: frozenset[ProfileKey] = frozenset()
+        self._active: frozenset[ProfileKey] | None = None  # None: not listed yet
 
     def set(self, active: frozenset[ProfileKey]) -> None:
         with self._lock:
@@ -99,7 +99,10 @@ class Admissions:
     def admit(self, state: ListenerState) -> str | None:
         """None to serve the listener; else why not (logged, and listed as degraded)."""
         with self._lock:
-            active = state.recording in self._active
+            # Before this agent has listed the recordings (it just restarted), a listener is
+            # served: runc loaded a recording profile that an agent wrote for an active
+            # recording, and refusing it would make the container fail at its first syscall.
+            active = self._active is None or state.recording in self._active
         if state.namespace != state.recording.namespace:
             return (
                 f"pod {state.pod_ref} is not in the namespace of recording {state.recording}: "

@@ -138,12 +138,18 @@ def wait_recording_admits(cluster: Cluster, namespace: str, labels: dict[str, st
     pods.poll(mutated, 60, "the recording's admission policy to see the recording", 0.5)
 
 
-def wait_running(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+def wait_running(
+    cluster: Cluster, namespace: str, name: str, timeout: float = 120
+) -> dict[str, Any]:
     def running() -> dict[str, Any] | None:
         obj = pods.get(cluster, namespace, name)
         return obj if pods.is_running(obj) else None
 
-    return pods.poll(running, 120, f"pod {namespace}/{name} to run")
+    try:
+        return pods.poll(running, timeout, f"pod {namespace}/{name} to run")
+    except AssertionError as failure:
+        described = cluster.kubectl("-n", namespace, "describe", "pod", name, check=False)
+        raise AssertionError(f"{failure}\n{described.stdout}") from None
 
 
 def wait_succeeded(cluster: Cluster, namespace: str, name: str, timeout: float = 120) -> None:
@@ -378,7 +384,9 @@ def test_pod_created_as_the_agent_is_killed_ends_up_recorded(
     wait_recording_admits(cluster, namespace, labels)
     os.kill(agent_process(agent), signal.SIGKILL)
     pods.create(cluster, namespace, pod("window-1", agent.name, labels, ["sleep", "3600"]))
-    wait_running(cluster, namespace, "window-1")
+    # A start that met no listener is retried by the kubelet with its back-off (10 s, doubling):
+    # under load a few failed attempts add up to minutes.
+    wait_running(cluster, namespace, "window-1", timeout=300)
     ready_agent(cluster, agent.name)
     status = wait_status(cluster, namespace, "window", "the pod counted",
                          lambda s: s.get("podsSeen") == 1)  # fmt: skip

@@ -82,12 +82,22 @@ def test_a_message_that_is_not_runcs_is_refused_with_a_reason(payload: bytes, sa
 def test_a_listener_is_served_only_for_an_active_recording_of_its_own_namespace() -> None:
     admissions = Admissions()
     state = parse_state(runc_state())
+    admissions.set(frozenset())
     assert admissions.admit(state) == "recording shop/web does not exist or is not active"
     admissions.set(frozenset({WEB}))
     assert admissions.admit(state) is None
     stranger = parse_state(runc_state(namespace="bank"))
     refusal = admissions.admit(stranger)
     assert refusal is not None and "not in the namespace of recording shop/web" in refusal
+
+
+def test_before_the_recordings_are_listed_a_listener_of_its_own_namespace_is_served() -> None:
+    """A restarted agent meets runc before its first listing: the profile on disk was written
+    for an active recording, and refusing would make the container fail."""
+    admissions = Admissions()
+    assert admissions.admit(parse_state(runc_state())) is None
+    refusal = admissions.admit(parse_state(runc_state(namespace="bank")))
+    assert refusal is not None and "not in the namespace" in refusal
 
 
 # --- the keeper ------------------------------------------------------------------------------
