@@ -148,15 +148,23 @@ def wait_running(
     try:
         return pods.poll(running, timeout, f"pod {namespace}/{name} to run")
     except AssertionError as failure:
-        described = cluster.kubectl("-n", namespace, "describe", "pod", name, check=False)
-        raise AssertionError(f"{failure}\n{described.stdout}") from None
+        raise AssertionError(f"{failure}\n{describe(cluster, namespace, name)}") from None
+
+
+def describe(cluster: Cluster, namespace: str, name: str) -> str:
+    """What a user reads when a pod does not start: its state, conditions and Events."""
+    described = cluster.kubectl("-n", namespace, "describe", "pod", name, check=False)
+    return str(described.stdout)
 
 
 def wait_succeeded(cluster: Cluster, namespace: str, name: str, timeout: float = 120) -> None:
     def succeeded() -> bool:
         return bool(pods.get(cluster, namespace, name)["status"].get("phase") == "Succeeded")
 
-    pods.poll(succeeded, timeout, f"pod {namespace}/{name} to run to its end")
+    try:
+        pods.poll(succeeded, timeout, f"pod {namespace}/{name} to run to its end")
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\n{describe(cluster, namespace, name)}") from None
 
 
 def fetch(port: int) -> str:
