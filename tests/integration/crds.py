@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -122,3 +122,14 @@ def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the API server did not serve {what} within {timeout} s")
         time.sleep(0.2)
+
+
+def as_admitted(cluster: Cluster, manifest: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """`manifest` as the API server would store it after admission (a server-side dry run:
+    nothing is stored): the object, or None and the refusal, with everything kubectl said."""
+    result = cluster.kubectl(
+        "create", "--dry-run=server", "-o", "json", "-f", "-",
+        check=False, input=json.dumps(manifest),
+    )  # fmt: skip
+    said = result.stdout + result.stderr
+    return (json.loads(result.stdout) if result.returncode == 0 else None), said

@@ -20,6 +20,7 @@ from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, running_agent, wait_for
 from tests.integration.conftest import apply_profile, profile_object
 from tests.integration.controller import ControllerProcess, running_controller
+from tests.integration.crds import as_admitted
 from tests.integration.nodes import delete_node, register_node
 from tests.integration.profiles import DENY_MKDIR
 
@@ -47,17 +48,8 @@ def gating_policy(crd: Cluster) -> Iterator[Cluster]:
     crd.kubectl("create", "namespace", probe_ns)
 
     def gated() -> bool:
-        result = crd.kubectl(
-            "create",
-            "--dry-run=server",
-            "-o",
-            "json",
-            "-f",
-            "-",
-            check=False,
-            input=json.dumps(pod(probe_ns, "probe", f"seccomp-sync/{probe_ns}/x.json")),
-        )
-        return result.returncode == 0 and GATE in gates_of(json.loads(result.stdout))
+        body, _ = as_admitted(crd, pod(probe_ns, "probe", f"seccomp-sync/{probe_ns}/x.json"))
+        return body is not None and GATE in gates_of(body)
 
     wait_for(gated, timeout=30, interval=0.5, what="the MutatingAdmissionPolicy to take effect")
     crd.kubectl("delete", "namespace", probe_ns, "--wait=false")

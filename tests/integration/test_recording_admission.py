@@ -18,6 +18,7 @@ from agent.api.keys import ProfileKey
 from agent.api.recording import recording_localhost_profile
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import wait_for
+from tests.integration.crds import as_admitted
 
 pytestmark = pytest.mark.cluster
 
@@ -82,19 +83,10 @@ def settle(cluster: Cluster, namespace: str) -> None:
     )
 
     def canary_seen() -> bool:
-        result = cluster.kubectl(
-            "create",
-            "--dry-run=server",
-            "-o",
-            "json",
-            "-f",
-            "-",
-            check=False,
-            input=json.dumps(pod(namespace, "canary", labels)),
-        )
-        if result.returncode != 0:
+        body, _ = as_admitted(cluster, pod(namespace, "canary", labels))
+        if body is None:
             return False
-        profile = profiles_of(json.loads(result.stdout))["web"]
+        profile = profiles_of(body)["web"]
         return profile is not None and "/canary-" in profile
 
     wait_for(canary_seen, timeout=30, interval=0.2, what="admission to see the recordings")
@@ -124,20 +116,10 @@ def recording_policy(crd: Cluster) -> Iterator[Cluster]:
     last: list[str] = []
 
     def mutated() -> bool:
-        result = crd.kubectl(
-            "create",
-            "--dry-run=server",
-            "-o",
-            "json",
-            "-f",
-            "-",
-            check=False,
-            input=json.dumps(pod(probe_ns, "p", {"app": "web"})),
-        )
-        last[:] = [result.stdout + result.stderr]
-        if result.returncode != 0:
+        body, said = as_admitted(crd, pod(probe_ns, "p", {"app": "web"}))
+        last[:] = [said]
+        if body is None:
             return False
-        body = json.loads(result.stdout)
         gates = [g["name"] for g in body["spec"].get("schedulingGates") or []]
         return profiles_of(body) == {"web": expected} and GATE in gates
 
