@@ -27,6 +27,9 @@ def namespace(crd: Cluster) -> Iterator[str]:
     crd.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+REPLACE_ATTEMPTS = 5
+
+
 def profile_object(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "seccompsync.io/v1beta1",
@@ -41,8 +44,18 @@ def apply_profile(cluster: Cluster, namespace: str, name: str, spec: dict[str, A
 
 
 def replace_profile(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    """Replace the whole spec (apply would merge lists with the previous apply)."""
-    cluster.kubectl("replace", "-f", "-", input=json.dumps(profile_object(namespace, name, spec)))
+    """Replace the whole spec (apply would merge lists with the previous apply).
+
+    `kubectl replace` reads the object's resourceVersion and then writes; a status write by the
+    controller in between makes the server answer Conflict, and a person would run it again."""
+    body = json.dumps(profile_object(namespace, name, spec))
+    for _ in range(REPLACE_ATTEMPTS - 1):
+        result = cluster.kubectl("replace", "-f", "-", input=body, check=False)
+        if result.returncode == 0:
+            return
+        if "Conflict" not in result.stderr:
+            break
+    cluster.kubectl("replace", "-f", "-", input=body)
 
 
 def delete_profile(cluster: Cluster, namespace: str, name: str) -> None:
