@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,9 @@ async def serve(settings: Settings) -> None:
         background.add(task)
         task.add_done_callback(background.discard)
 
-    recording = _recording(api, settings, store.root, architecture, metrics, catalog)
+    recording = _recording(
+        api, settings, store.root, architecture, metrics, catalog, report_lost=publisher.lost
+    )
     with Compiler() as compiler:
         agent = NodeAgent(
             node_name=settings.node_name,
@@ -116,6 +119,7 @@ async def serve(settings: Settings) -> None:
             supervisor.add("recording-report", recording.publisher.run)
         for watch in profile_watches(api, settings.namespaces, agent):
             supervisor.add(f"watch-{watch.name}", watch.run)
+        supervisor.add("keep-report", functools.partial(publisher.keep, settings.resync_seconds))
         digests = fleet_watch(api, settings.fleet_namespace, fleet_digests)
         supervisor.add(f"watch-{digests.name}", digests.run)
         metrics.process.watch_components([*supervisor.components, "profile-events", "pod-events"])
@@ -181,6 +185,7 @@ def _recording(
     architecture: str,
     metrics: Metrics,
     catalog: ProfileCatalog,
+    report_lost: Callable[[], None],
 ) -> _Recording | None:
     if settings.recorder_socket is None:
         return None
@@ -217,7 +222,9 @@ def _recording(
         lookup_base=lookup_base,
         changed=changed,
     )
-    publisher = NodePartPublisher(api, settings.node_name, recordings.parts, recordings.restore)
+    publisher = NodePartPublisher(
+        api, settings.node_name, recordings.parts, recordings.restore, report_lost=report_lost
+    )
     return _Recording(recorder, recordings, RecordingWatch(api, recordings), publisher)
 
 

@@ -108,11 +108,13 @@ class NodePartPublisher:
         node: str,
         build: Callable[[], list[NodeRecording]],
         restore: Callable[[list[NodeRecording]], None],
+        report_lost: Callable[[], None] = lambda: None,
     ) -> None:
         self._custom = client.CustomObjectsApi(api)
         self._node = node
         self._build = build
         self._restore = restore
+        self._report_lost = report_lost
         self._published: list[dict[str, Any]] | None = None
         self._restored = False
         self._wake = asyncio.Event()
@@ -137,6 +139,10 @@ class NodePartPublisher:
             try:
                 await asyncio.to_thread(self._write, built)
             except Exception as exc:  # API errors, timeouts, refused connections alike
+                if getattr(exc, "status", None) == 404:
+                    # No report to patch: not created yet (the node report's announce will),
+                    # or deleted (the node report writes itself again: `report_lost`).
+                    self._report_lost()
                 log.warning(
                     "could not publish this node's recordings; retrying",
                     extra={"status": getattr(exc, "status", None), "error": str(exc)[:200]},

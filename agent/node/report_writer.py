@@ -9,6 +9,7 @@ agent.node.fleet_form).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,14 @@ log = logging.getLogger(__name__)
 
 DEBOUNCE_SECONDS = 0.5
 RETRY_SECONDS = 2.0
+
+
+class Claim(enum.Enum):
+    """What the announce did with this node's report."""
+
+    CREATED = "created"
+    KEPT = "kept"  # the previous agent's, on this very Node
+    REPLACED = "replaced"  # an earlier Node's of the same name
 
 
 class NodeStatusPublisher:
@@ -57,6 +66,7 @@ class NodeStatusPublisher:
         as it is until this agent's initial sync replaces it: the files it lists are still on
         disk (an agent never removes files when it stops), while a "not synced" report would
         make every profile not Ready, and hold gated pods, for as long as the restart lasts.
+        A report owned by an earlier Node of the same name is replaced at once (`_claim`).
         """
         self._task = asyncio.create_task(self._announce())
         return self._task
@@ -67,27 +77,70 @@ class NodeStatusPublisher:
             asyncio.get_running_loop().call_later(status.seconds, self.announce)
             return
         try:
-            created = await asyncio.to_thread(self._create_if_missing, status)
+            claim = await asyncio.to_thread(self._claim, status)
         except Exception as exc:  # API errors, timeouts, refused connections alike
             _retry_later("could not announce this node's status; retrying", exc, self.announce)
             return
-        if created:
-            self._published = status
-            self.writes += 1
-        else:
+        if claim is Claim.KEPT:
             log.info(
                 "kept the node status of the previous agent until the initial sync",
                 extra={"node": self._node},
             )
+            return
+        self._published = status
+        self.writes += 1
 
-    def _create_if_missing(self, status: dict[str, Any]) -> bool:
+    def _claim(self, status: dict[str, Any]) -> Claim:
+        owner = self._owner()
         try:
-            self._create(status)
+            self._create(status, owner)
         except ApiException as exc:
-            if exc.status == 409:  # AlreadyExists
-                return False
-            raise
-        return True
+            if exc.status != 409:  # AlreadyExists
+                raise
+        else:
+            return Claim.CREATED
+        existing = self._read()
+        if existing is None:  # deleted in between (by the garbage collector, say)
+            self._create(status, owner)
+            return Claim.CREATED
+        if not owner or _node_owner_uids(existing) in ([], [owner[0]["uid"]]):
+            return Claim.KEPT
+        # A report owned by an earlier Node of this name (deleted and registered again): the
+        # garbage collector is about to delete it, and what it lists describes that Node. The
+        # replacement names this Node as owner, so the collector leaves it alone.
+        self._replace(status, owner, existing["metadata"]["resourceVersion"])
+        log.info(
+            "replaced the node status left by an earlier Node of the same name",
+            extra={"node": self._node, "owners": _node_owner_uids(existing)},
+        )
+        return Claim.REPLACED
+
+    def lost(self) -> None:
+        """The report is gone (a 404 elsewhere): write it again, even if nothing changed."""
+        self._published = None
+        self.changed()
+
+    async def keep(self, period: float) -> None:
+        """Supervised: every ``period``, read the report back and write it again if it is gone
+        (deleted by a person, or by the garbage collector after a race with a Node deleted
+        and registered again). One GET per node and period."""
+        while True:
+            await asyncio.sleep(period)
+            if self._published is None:
+                continue  # not written yet: the announce or a write in flight will
+            try:
+                report = await asyncio.to_thread(self._read)
+            except Exception as exc:  # the next period tries again; writes have their retries
+                log.warning(
+                    "could not read this node's status back",
+                    extra={"status": getattr(exc, "status", None), "error": str(exc)[:200]},
+                )
+                continue
+            if report is None:
+                log.warning(
+                    "this node's status is gone; writing it again", extra={"node": self._node}
+                )
+                self.lost()
 
     def _start(self) -> None:
         self._pending = None
@@ -124,20 +177,43 @@ class NodeStatusPublisher:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            self._create(status)
+            self._create(status, self._owner())
 
-    def _create(self, status: dict[str, Any]) -> None:
-        body: dict[str, Any] = {
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            body: Any = self._custom.get_cluster_custom_object(
+                API_GROUP, API_VERSION, NODE_STATUS_PLURAL, self._node,
+                _request_timeout=REQUEST_TIMEOUT,
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return None
+        return dict(body)
+
+    def _create(self, status: dict[str, Any], owner: list[dict[str, Any]]) -> None:
+        self._custom.create_cluster_custom_object(
+            API_GROUP, API_VERSION, NODE_STATUS_PLURAL, self._body(status, owner),
+            _request_timeout=REQUEST_TIMEOUT,
+        )  # fmt: skip
+        log.info("created node status", extra={"node": self._node})
+
+    def _replace(self, status: dict[str, Any], owner: list[dict[str, Any]], version: str) -> None:
+        body = self._body(status, owner)
+        body["metadata"]["resourceVersion"] = version  # a conflict is retried from the start
+        self._custom.replace_cluster_custom_object(
+            API_GROUP, API_VERSION, NODE_STATUS_PLURAL, self._node, body,
+            _request_timeout=REQUEST_TIMEOUT,
+        )  # fmt: skip
+
+    def _body(self, status: dict[str, Any], owner: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
             "apiVersion": f"{API_GROUP}/{API_VERSION}",
             "kind": NODE_STATUS_KIND,
-            "metadata": {"name": self._node, "ownerReferences": self._owner()},
+            "metadata": {"name": self._node, "ownerReferences": owner},
             # A null is how a patch removes a field; a new object simply has none.
             "status": {k: v for k, v in status.items() if v is not None},
         }
-        self._custom.create_cluster_custom_object(
-            API_GROUP, API_VERSION, NODE_STATUS_PLURAL, body, _request_timeout=REQUEST_TIMEOUT
-        )
-        log.info("created node status", extra={"node": self._node})
 
     def _owner(self) -> list[dict[str, Any]]:
         # Owned by the Node: deleting the Node garbage-collects this report, so a node that
@@ -164,6 +240,11 @@ class RecordingStatusWriter:
 
     def changed(self) -> None:
         self.changes += 1
+
+
+def _node_owner_uids(report: dict[str, Any]) -> list[str]:
+    owners = (report.get("metadata") or {}).get("ownerReferences") or []
+    return [o.get("uid", "") for o in owners if o.get("kind") == "Node"]
 
 
 def _retry_later(message: str, exc: Exception, again: Callable[[], object]) -> None:

@@ -424,8 +424,8 @@ def test_startup_taint_holds_pods_until_the_agent_synced(
     finally:
         crd.kubectl("-n", namespace, "delete", "pod", "gated", "--wait=false", check=False)
         second.down()
-        # Its report would outlive it until the garbage collector runs, and a later node of the
-        # same name would take it over (see test_recording_e2e's two-node test).
+        # Its report would outlive it until the garbage collector runs, counted among the nodes
+        # that run an agent.
         crd.kubectl("delete", "seccompnodestatus", name, "--ignore-not-found", check=False)
 
 
