@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,14 +30,10 @@ from agent.node.recorder import Observations, Recorder
 from agent.node.recordings import Admissions
 from agent.seccomp.recording_profile import recording_profile
 from agent.seccomp.syscalls import native_architecture
+from tests.runc_bundle import RuncBundle, cri_annotations
 
 KEY: Final = ProfileKey("bench", "recording")
-ANNOTATIONS: Final = {
-    "io.kubernetes.cri.sandbox-namespace": KEY.namespace,
-    "io.kubernetes.cri.sandbox-name": "bench-1",
-    "io.kubernetes.cri.sandbox-uid": "0",
-    "io.kubernetes.cri.container-name": "bench",
-}
+ANNOTATIONS: Final = cri_annotations(KEY.namespace, "bench-1", "0", "bench")
 LOOP_C: Final = r"""
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,63 +54,48 @@ int main(int argc, char **argv) {
 CLIENTS: Final = 4
 
 
-def make_bundle(directory: Path) -> Path:
-    bundle = directory / "bundle"
-    rootfs = bundle / "rootfs"
-    for sub in ("bin", "tmp", "www"):
-        (rootfs / sub).mkdir(parents=True)
+def make_bundle(directory: Path) -> RuncBundle:
     busybox = shutil.which("busybox")
     if busybox is None:
         raise SystemExit("busybox not found: apt-get install busybox-static")
-    shutil.copy(busybox, rootfs / "bin" / "busybox")
-    (rootfs / "www" / "index.html").write_text("recorded\n" * 100)
-    (directory / "loop.c").write_text(LOOP_C)
-    subprocess.run(
-        ["gcc", "-static", "-O2", "-o", str(rootfs / "bin" / "loop"), str(directory / "loop.c")],
-        check=True,
-    )
-    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    bundle = RuncBundle.create(directory / "bundle", directories=("bin", "tmp", "www"))
+    bundle.add(busybox, "/bin/busybox")
+    (bundle.rootfs / "www" / "index.html").write_text("recorded\n" * 100)
+    bundle.compile(LOOP_C, "/bin/loop", optimize="-O2")
     return bundle
 
 
-def configure(bundle: Path, args: list[str], seccomp: dict[str, Any] | None) -> None:
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["args"] = args
-    config["process"]["terminal"] = False
-    config["annotations"] = ANNOTATIONS
-    # The host's network, so that a client here reaches the server in the container.
+def host_network(config: dict[str, Any]) -> None:
+    """The host's network, so that a client here reaches the server in the container."""
     config["linux"]["namespaces"] = [
         ns for ns in config["linux"]["namespaces"] if ns["type"] != "network"
     ]
-    if seccomp is None:
-        config["linux"].pop("seccomp", None)
-    else:
-        config["linux"]["seccomp"] = seccomp
-    (bundle / "config.json").write_text(json.dumps(config))
 
 
-def per_call_ns(bundle: Path, seccomp: dict[str, Any] | None, calls: int) -> float:
+def configure(bundle: RuncBundle, args: list[str], seccomp: dict[str, Any] | None) -> None:
+    bundle.configure(args, seccomp, annotations=ANNOTATIONS, adjust=host_network)
+
+
+def per_call_ns(bundle: RuncBundle, seccomp: dict[str, Any] | None, calls: int) -> float:
     configure(bundle, ["/bin/loop", str(calls)], seccomp)
-    result = subprocess.run(
-        ["runc", "run", f"bench-{uuid.uuid4().hex[:8]}"],
-        cwd=bundle,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
+    result = bundle.run("bench", timeout=600)
+    if result.returncode != 0:
+        raise SystemExit(f"runc run failed: {result.stderr.strip()}")
     return float(result.stdout.strip())
 
 
-def requests_per_second(bundle: Path, seccomp: dict[str, Any] | None, seconds: float) -> float:
+def requests_per_second(
+    bundle: RuncBundle, seccomp: dict[str, Any] | None, seconds: float
+) -> float:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     configure(
         bundle, ["/bin/busybox", "httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/www"], seccomp
     )
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    server = subprocess.Popen(["runc", "run", name], cwd=bundle)
+    command = bundle.command("bench")
+    name = command[-1]
+    server = subprocess.Popen(command, cwd=bundle.path)
     try:
         _wait_for_port(port)
         counts = [0] * CLIENTS

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from agent.api.recording import recording_localhost_profile
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import running_agent, wait_for
 from tests.integration.tools import require_tool
+from tests.runc_bundle import RuncBundle, cri_annotations
 
 pytestmark = [pytest.mark.cluster, pytest.mark.runc]
 
@@ -43,39 +43,24 @@ def socket_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> RuncBundle:
     runc = require_tool("runc", "runc")
     busybox = require_tool("busybox", "busybox-static")
-    bundle = tmp_path_factory.mktemp("bundle")
-    (bundle / "rootfs" / "bin").mkdir(parents=True)
-    (bundle / "rootfs" / "tmp").mkdir()
-    shutil.copy(busybox, bundle / "rootfs" / "bin" / "busybox")
-    subprocess.run([runc, "spec"], cwd=bundle, check=True)
+    bundle = RuncBundle.create(tmp_path_factory.mktemp("bundle"), runc=runc)
+    bundle.add(busybox, "/bin/busybox")
     return bundle
 
 
-def run_pod_container(bundle: Path, profile_file: Path, namespace: str, script: str) -> str:
+def run_pod_container(bundle: RuncBundle, profile_file: Path, namespace: str, script: str) -> str:
     """What containerd does with a pod's Localhost profile: the file's content becomes the
     spec's linux.seccomp, and the CRI's annotations name the pod and the container."""
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["args"] = ["/bin/busybox", "sh", "-c", script]
-    config["process"]["terminal"] = False
-    config["root"]["readonly"] = False
-    config["annotations"] = {
-        "io.kubernetes.cri.sandbox-namespace": namespace,
-        "io.kubernetes.cri.sandbox-name": "web-1",
-        "io.kubernetes.cri.sandbox-uid": "0b5c",
-        "io.kubernetes.cri.container-name": "web",
-    }
-    config["linux"]["seccomp"] = json.loads(profile_file.read_text())
-    (bundle / "config.json").write_text(json.dumps(config))
-    result = subprocess.run(
-        ["runc", "run", f"rec-{uuid.uuid4().hex[:8]}"],
-        cwd=bundle,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    bundle.configure(
+        ["/bin/busybox", "sh", "-c", script],
+        json.loads(profile_file.read_text()),
+        annotations=cri_annotations(namespace, "web-1", "0b5c", "web"),
+        writable_root=True,
     )
+    result = bundle.run("rec")
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -100,7 +85,7 @@ def recorded_names(part: dict[str, Any] | None) -> set[str]:
 
 
 def test_the_agent_records_a_container_and_publishes_it_across_a_restart(
-    recording_crd: Cluster, namespace: str, tmp_path: Path, socket_dir: Path, bundle: Path
+    recording_crd: Cluster, namespace: str, tmp_path: Path, socket_dir: Path, bundle: RuncBundle
 ) -> None:
     cluster = recording_crd
     node = f"rec-{uuid.uuid4().hex[:6]}"

@@ -25,18 +25,14 @@ from agent.node.store import ProfileStore
 from agent.profiles.builtin_bases import builtin_profile
 from agent.seccomp.syscalls import native_architecture
 from tests.integration.tools import require_tool
+from tests.runc_bundle import RuncBundle, cri_annotations
 
 pytestmark = [pytest.mark.runc]
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = ProfileKey("shop", "web")
 RUNTIME_DEFAULT = "runtime/default@moby-2026-06-30"
-ANNOTATIONS = {  # what containerd's CRI puts in every container's OCI spec
-    "io.kubernetes.cri.sandbox-namespace": "shop",
-    "io.kubernetes.cri.sandbox-name": "web-1",
-    "io.kubernetes.cri.sandbox-uid": "0b5c",
-    "io.kubernetes.cri.container-name": "web",
-}
+ANNOTATIONS = cri_annotations("shop", "web-1", "0b5c", "web")
 
 
 # Waits (its calls answered) until /tmp/go appears, at most 20 s, then makes one more call.
@@ -61,19 +57,13 @@ int main(void) {
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> RuncBundle:
     runc = require_tool("runc", "runc")
     busybox = require_tool("busybox", "busybox-static")
     gcc = require_tool("gcc", "gcc")
-    bundle = tmp_path_factory.mktemp("bundle")
-    (bundle / "rootfs" / "bin").mkdir(parents=True)
-    (bundle / "rootfs" / "tmp").mkdir()
-    shutil.copy(busybox, bundle / "rootfs" / "bin" / "busybox")
-    source = bundle / "probe.c"
-    source.write_text(PROBE_C)
-    probe = bundle / "rootfs" / "bin" / "probe"
-    subprocess.run([gcc, "-static", "-O1", "-o", str(probe), str(source)], check=True)
-    subprocess.run([runc, "spec"], cwd=bundle, check=True)
+    bundle = RuncBundle.create(tmp_path_factory.mktemp("bundle"), runc=runc)
+    bundle.add(busybox, "/bin/busybox")
+    bundle.compile(PROBE_C, "/bin/probe", gcc=gcc)
     return bundle
 
 
@@ -109,32 +99,18 @@ def written_profile(root: Path, socket_path: Path, base: str | None = None) -> d
 
 
 def run_container(
-    bundle: Path, seccomp: dict[str, Any], script: str | None
+    bundle: RuncBundle, seccomp: dict[str, Any], script: str | None
 ) -> subprocess.Popen[str]:
     """`runc run` of busybox sh (or, with no script, the probe) under `seccomp`, as containerd
     would: the profile file's content as the spec's linux.seccomp, the CRI's annotations."""
-    shutil.rmtree(bundle / "rootfs" / "tmp")  # each run starts with an empty /tmp
-    (bundle / "rootfs" / "tmp").mkdir()
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["args"] = (
-        ["/bin/probe"] if script is None else ["/bin/busybox", "sh", "-c", script]
-    )
-    config["process"]["terminal"] = False
-    config["root"]["readonly"] = False
-    config["annotations"] = ANNOTATIONS
-    config["linux"]["seccomp"] = seccomp
-    (bundle / "config.json").write_text(json.dumps(config))
-    return subprocess.Popen(
-        ["runc", "run", f"rec-{uuid.uuid4().hex[:8]}"],
-        cwd=bundle,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    bundle.empty_tmp()
+    args = ["/bin/probe"] if script is None else ["/bin/busybox", "sh", "-c", script]
+    bundle.configure(args, seccomp, annotations=ANNOTATIONS, writable_root=True)
+    return bundle.start("rec")
 
 
 async def serve_and_run(
-    recorder: Recorder, bundle: Path, seccomp: dict[str, Any], script: str | None
+    recorder: Recorder, bundle: RuncBundle, seccomp: dict[str, Any], script: str | None
 ) -> tuple[int, str, str, float]:
     task = asyncio.create_task(recorder.run())
     try:
@@ -150,7 +126,7 @@ async def serve_and_run(
 
 
 def test_a_container_under_the_written_profile_is_recorded_and_runs_normally(
-    bundle: Path, socket_dir: Path, tmp_path: Path
+    bundle: RuncBundle, socket_dir: Path, tmp_path: Path
 ) -> None:
     socket_path = socket_dir / "recorder.sock"
     seccomp = written_profile(tmp_path, socket_path)
@@ -178,7 +154,7 @@ def test_a_container_under_the_written_profile_is_recorded_and_runs_normally(
 
 
 def test_on_a_base_runc_accepts_it_and_only_what_the_base_allows_is_recorded(
-    bundle: Path, socket_dir: Path, tmp_path: Path
+    bundle: RuncBundle, socket_dir: Path, tmp_path: Path
 ) -> None:
     socket_path = socket_dir / "recorder.sock"
     seccomp = written_profile(tmp_path, socket_path, base=RUNTIME_DEFAULT)
@@ -201,7 +177,7 @@ def test_on_a_base_runc_accepts_it_and_only_what_the_base_allows_is_recorded(
 
 
 def test_a_listener_for_another_namespace_is_refused_and_its_calls_fail(
-    bundle: Path, socket_dir: Path, tmp_path: Path
+    bundle: RuncBundle, socket_dir: Path, tmp_path: Path
 ) -> None:
     socket_path = socket_dir / "recorder.sock"
     seccomp = written_profile(tmp_path, socket_path)
@@ -222,7 +198,7 @@ def test_a_listener_for_another_namespace_is_refused_and_its_calls_fail(
 
 
 def test_when_the_recorder_dies_the_containers_notified_calls_get_enosys(
-    bundle: Path, socket_dir: Path, tmp_path: Path
+    bundle: RuncBundle, socket_dir: Path, tmp_path: Path
 ) -> None:
     """What an agent restart does to the containers it was recording (docs/recording.md)."""
     socket_path = socket_dir / "recorder.sock"
@@ -248,7 +224,7 @@ def test_when_the_recorder_dies_the_containers_notified_calls_get_enosys(
         assert recorder.stdout.readline().strip() == "serving shop/web-1 web"
         recorder.send_signal(signal.SIGKILL)
         recorder.wait(timeout=10)
-        (bundle / "rootfs" / "tmp" / "go").touch()  # it cannot even stat it now
+        (bundle.rootfs / "tmp" / "go").touch()  # it cannot even stat it now
         out, err = container.communicate(timeout=60)
     finally:
         recorder.kill()
@@ -256,5 +232,5 @@ def test_when_the_recorder_dies_the_containers_notified_calls_get_enosys(
     # mkdir failed with ENOSYS (38), as every notified call does once the listener is gone;
     # even the probe's exit did, so it died of a signal.
     assert out == "mkdir=-1 errno=38\n", (out, err)
-    assert not (bundle / "rootfs" / "tmp" / "after").exists()
+    assert not (bundle.rootfs / "tmp" / "after").exists()
     assert container.returncode != 0

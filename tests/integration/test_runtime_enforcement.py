@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import running_agent, wait_for
 from tests.integration.conftest import apply_profile
 from tests.integration.tools import require_tool
+from tests.runc_bundle import RuncBundle
 
 pytestmark = [pytest.mark.cluster, pytest.mark.runc]
 
@@ -39,43 +37,23 @@ DENY_MKDIR_EACCES = {
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> RuncBundle:
     runc = require_tool("runc", "runc")
-    bundle = tmp_path_factory.mktemp("bundle")
-    rootfs = bundle / "rootfs"
-    (rootfs / "tmp").mkdir(parents=True)
-    source = bundle / "probe.c"
-    source.write_text(PROBE_C)
-    subprocess.run(["gcc", "-static", "-O1", "-o", str(rootfs / "probe"), str(source)], check=True)
-    subprocess.run([runc, "spec"], cwd=bundle, check=True)
+    bundle = RuncBundle.create(tmp_path_factory.mktemp("bundle"), runc=runc)
+    bundle.compile(PROBE_C, "/probe")
     return bundle
 
 
-def run_probe(bundle: Path, seccomp: dict[str, object] | None) -> str:
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["args"] = ["/probe"]
-    config["process"]["terminal"] = False
-    config["root"]["readonly"] = False
-    if seccomp is None:
-        config["linux"].pop("seccomp", None)
-    else:
-        config["linux"]["seccomp"] = seccomp
-    (bundle / "config.json").write_text(json.dumps(config))
-    shutil.rmtree(bundle / "rootfs" / "tmp")
-    (bundle / "rootfs" / "tmp").mkdir()
-    result = subprocess.run(
-        ["runc", "run", f"probe-{uuid.uuid4().hex[:8]}"],
-        cwd=bundle,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def run_probe(bundle: RuncBundle, seccomp: dict[str, object] | None) -> str:
+    bundle.configure(["/probe"], seccomp, writable_root=True)
+    bundle.empty_tmp()
+    result = bundle.run("probe")
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def test_runc_blocks_what_the_agent_wrote(
-    crd: Cluster, namespace: str, tmp_path: Path, bundle: Path
+    crd: Cluster, namespace: str, tmp_path: Path, bundle: RuncBundle
 ) -> None:
     unconfined = run_probe(bundle, None)
     assert "mkdir=0 errno=0" in unconfined

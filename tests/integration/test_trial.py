@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.integration.tools import require_tool
+from tests.runc_bundle import RuncBundle
 
 AGENT = [sys.executable, "-m", "agent"]
 SETPRIV_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -190,39 +191,32 @@ def test_works_unprivileged_with_no_new_privs(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> RuncBundle:
     """A runc bundle whose rootfs is the host's /usr (read-only): the same binaries."""
     runc = require_tool("runc", "runc")
-    bundle = tmp_path_factory.mktemp("trial-bundle")
-    rootfs = bundle / "rootfs"
-    for directory in ("usr", "etc", "tmp", "proc", "dev", "sys"):
-        (rootfs / directory).mkdir(parents=True)
+    bundle = RuncBundle.create(
+        tmp_path_factory.mktemp("trial-bundle"),
+        directories=("usr", "etc", "tmp", "proc", "dev", "sys"),
+        runc=runc,
+    )
     for link in ("bin", "lib", "lib64", "sbin"):
-        (rootfs / link).symlink_to(f"usr/{link}")
-    subprocess.run([runc, "spec"], cwd=bundle, check=True)
+        (bundle.rootfs / link).symlink_to(f"usr/{link}")
     return bundle
 
 
-def run_in_runc(
-    bundle: Path, argv: list[str], seccomp: dict[str, Any]
-) -> subprocess.CompletedProcess[str]:
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["args"] = argv
-    config["process"]["terminal"] = False
+def bind_host_usr_and_etc(config: dict[str, Any]) -> None:
     config["process"]["env"] = ["PATH=/usr/bin:/bin"]
     config["mounts"] = [m for m in config["mounts"] if m["destination"] not in ("/usr", "/etc")] + [
         {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]},
         {"destination": "/etc", "type": "bind", "source": "/etc", "options": ["rbind", "ro"]},
     ]
-    config["linux"]["seccomp"] = seccomp
-    (bundle / "config.json").write_text(json.dumps(config))
-    return subprocess.run(
-        ["runc", "run", f"trial-{uuid.uuid4().hex[:8]}"],
-        cwd=bundle,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+
+def run_in_runc(
+    bundle: RuncBundle, argv: list[str], seccomp: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    bundle.configure(argv, seccomp, adjust=bind_host_usr_and_etc)
+    return bundle.run("trial")
 
 
 PROGRAMS = {
@@ -238,7 +232,7 @@ PROGRAMS = {
 @pytest.mark.runc
 @pytest.mark.parametrize("program", sorted(PROGRAMS))
 def test_recorded_profile_runs_the_program_under_runc_and_test_catches_a_removed_syscall(
-    tmp_path: Path, bundle: Path, program: str
+    tmp_path: Path, bundle: RuncBundle, program: str
 ) -> None:
     argv = PROGRAMS[program]
     recorded = agent("record", "--name", program, "-o", str(tmp_path / "rec.yaml"), "--", *argv)
