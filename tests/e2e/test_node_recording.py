@@ -25,6 +25,7 @@ from tests.e2e.test_node_seccomp import (  # the deployed agent (a fixture) and 
     agent_process,
     ready_agent,
 )
+from tests.integration.nodes import recording_part
 from tests.node.images import BUSYBOX_IMAGE
 from tests.node.pytest_plugin import Node
 
@@ -85,21 +86,6 @@ def recorded_pod(name: str, node: str, key: ProfileKey, command: list[str]) -> d
     }
 
 
-def part(cluster: Cluster, node: str, key: ProfileKey) -> dict[str, Any] | None:
-    for entry in recording_parts(cluster, node):
-        if entry["recording"] == str(key):
-            return entry
-    return None
-
-
-def recording_parts(cluster: Cluster, node: str) -> list[dict[str, Any]]:
-    out = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json", check=False).stdout
-    parts: list[dict[str, Any]] = (
-        json.loads(out).get("status", {}).get("recordings") or [] if out else []
-    )
-    return parts
-
-
 def test_a_pod_under_the_recording_profile_is_recorded_on_its_node(
     recording_crd: Cluster,
     agent: Node,  # noqa: F811
@@ -123,7 +109,7 @@ def test_a_pod_under_the_recording_profile_is_recorded_on_its_node(
 
     def recorded() -> dict[str, Any] | None:
         # Published at most about a second after the calls: wait for the last of them.
-        found = part(cluster, agent.name, key)
+        found = recording_part(cluster, agent.name, key)
         names = {n for c in (found or {}).get("containers") or [] for n in c["syscalls"]}
         return found if names >= EXPECTED else None
 
@@ -155,7 +141,7 @@ def test_a_killed_agent_names_the_container_it_was_recording_as_degraded(
         "the recorded pod to run",
     )
     pods.poll(
-        lambda: (part(cluster, agent.name, key) or {}).get("pods") or None,
+        lambda: (recording_part(cluster, agent.name, key) or {}).get("pods") or None,
         30,
         "the agent to record the pod",
     )
@@ -164,11 +150,11 @@ def test_a_killed_agent_names_the_container_it_was_recording_as_degraded(
     ready_agent(cluster, agent.name)
 
     def degraded() -> list[dict[str, Any]] | None:
-        return (part(cluster, agent.name, key) or {}).get("degraded") or None
+        return (recording_part(cluster, agent.name, key) or {}).get("degraded") or None
 
     assert pods.poll(degraded, 60, "the restarted agent to report the cut-off container") == [
         {"pod": f"{namespace}/sleeper-1", "container": "web", "reason": "RecorderRestarted"}
     ]
-    after = part(cluster, agent.name, key)
+    after = recording_part(cluster, agent.name, key)
     assert after is not None and after["containers"][0]["name"] == "web"  # names kept
     assert {"nanosleep", "clock_nanosleep"} & set(after["containers"][0]["syscalls"])

@@ -32,6 +32,8 @@ from tests.e2e.test_node_seccomp import (  # the deployed agent (a fixture) and 
     agent_process,
     ready_agent,
 )
+from tests.integration.nodes import recorded_names as names_in_part
+from tests.integration.nodes import recording_part
 from tests.node.agent_deploy import free_port
 from tests.node.images import BUSYBOX_BINARY, BUSYBOX_IMAGE
 from tests.node.pytest_plugin import AgentImage, Node
@@ -270,14 +272,10 @@ def test_recorded_server_is_enforced_by_its_result(
 SECCOMP_LINE = ["sh", "-c", "grep '^Seccomp:' /proc/self/status; sleep 3600"]
 
 
-def node_part_pods(cluster: Cluster, node: str, namespace: str, name: str) -> list[str] | None:
+def part_pods(cluster: Cluster, node: str, key: ProfileKey) -> list[str] | None:
     """The pods this node's agent recorded for the recording (its SeccompNodeStatus)."""
-    out = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json").stdout
-    for entry in json.loads(out).get("status", {}).get("recordings") or []:
-        if entry["recording"] == f"{namespace}/{name}":
-            found: list[str] = entry["pods"]
-            return found
-    return None
+    part = recording_part(cluster, node, key)
+    return None if part is None else list(part["pods"])
 
 
 def test_pods_a_recording_does_not_select_are_untouched(
@@ -320,11 +318,13 @@ def test_pods_a_recording_does_not_select_are_untouched(
         status = wait_status(cluster, namespace, "web", "the selected pod counted",
                              lambda s: s.get("podsSeen"))  # fmt: skip
         assert status["podsSeen"] == 1
-        assert node_part_pods(cluster, agent.name, namespace, "web") == [f"{namespace}/selected"]
+        assert part_pods(cluster, agent.name, ProfileKey(namespace, "web")) == [
+            f"{namespace}/selected"
+        ]
         quiet = wait_status(cluster, namespace, "quiet", "a status", lambda s: "phase" in s)
         assert (quiet["phase"], quiet["podsSeen"], quiet["nodesSeen"]) == ("Recording", 0, 0)
-        assert node_part_pods(cluster, agent.name, namespace, "quiet") in (None, [])
-        assert node_part_pods(cluster, agent.name, other_ns, "web") is None
+        assert part_pods(cluster, agent.name, ProfileKey(namespace, "quiet")) in (None, [])
+        assert part_pods(cluster, agent.name, ProfileKey(other_ns, "web")) is None
     finally:
         cluster.kubectl("delete", "namespace", other_ns, "--wait=false", check=False)
 
@@ -765,7 +765,10 @@ def test_replicas_on_two_nodes_make_one_result_their_union(
             lambda s: {"mkdir", "rmdir"} <= recorded_names(s) and s.get("nodesSeen") == 2,
         )  # fmt: skip
         assert status["podsSeen"] == 2
-        parts = {n: node_part_names(cluster, n, namespace, "twin") for n in (agent.name, name)}
+        parts = {
+            n: names_in_part(recording_part(cluster, n, ProfileKey(namespace, "twin")))
+            for n in (agent.name, name)
+        }
         assert "mkdir" in parts[agent.name] and "rmdir" not in parts[agent.name], parts
         assert "rmdir" in parts[name] and "mkdir" not in parts[name], parts
 
@@ -783,11 +786,3 @@ def test_replicas_on_two_nodes_make_one_result_their_union(
         cluster.kubectl(
             "delete", "seccompnodestatus", name, "--ignore-not-found", check=False
         )  # fmt: skip
-
-
-def node_part_names(cluster: Cluster, node: str, namespace: str, name: str) -> set[str]:
-    out = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json").stdout
-    for entry in json.loads(out).get("status", {}).get("recordings") or []:
-        if entry["recording"] == f"{namespace}/{name}":
-            return {n for c in entry["containers"] for n in c["syscalls"]}
-    return set()

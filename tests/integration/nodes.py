@@ -4,6 +4,7 @@ reports of simulated agents, written by the agent's own report writer."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -91,3 +92,29 @@ def publish_report(
             await asyncio.sleep(0.1)
 
     asyncio.run(publish())
+
+
+def node_report(cluster: Cluster, node: str) -> dict[str, Any] | None:
+    """The node's SeccompNodeStatus as `kubectl get -o json` shows it; None when it has none."""
+    result = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json", check=False)
+    if result.returncode != 0:
+        assert "NotFound" in result.stderr, result.stderr
+        return None
+    body: dict[str, Any] = json.loads(result.stdout)
+    return body
+
+
+def recording_part(cluster: Cluster, node: str, key: ProfileKey) -> dict[str, Any] | None:
+    """What this node's agent published for the recording `key` (its report's
+    `status.recordings` entry); None when it published nothing for it."""
+    status = (node_report(cluster, node) or {}).get("status") or {}
+    for part in status.get("recordings") or []:
+        if part.get("recording") == str(key):
+            found: dict[str, Any] = part
+            return found
+    return None
+
+
+def recorded_names(part: dict[str, Any] | None) -> set[str]:
+    """Every syscall name of a recording part's containers."""
+    return {name for c in (part or {}).get("containers") or [] for name in c["syscalls"]}

@@ -23,7 +23,7 @@ from agent.api.recording import NodeRecording
 from agent.node.recording_watch import NodePartPublisher
 from agent.node.report_writer import NodeStatusPublisher
 from tests.cluster.pytest_plugin import Cluster
-from tests.integration.nodes import delete_node, register_node
+from tests.integration.nodes import delete_node, node_report, register_node
 
 pytestmark = pytest.mark.cluster
 
@@ -42,11 +42,6 @@ def node_name(crd: Cluster) -> Iterator[str]:
     crd.kubectl("delete", "seccompnodestatus", name, "--ignore-not-found")
 
 
-def report(cluster: Cluster, node: str) -> dict[str, Any] | None:
-    out = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json", check=False).stdout
-    return json.loads(out) if out else None
-
-
 def announce(cluster: Cluster, node: str) -> None:
     async def run() -> None:
         with cluster.api_client() as api:
@@ -57,9 +52,9 @@ def announce(cluster: Cluster, node: str) -> None:
 
 
 def test_a_new_node_is_reported_at_once_as_not_synced(crd: Cluster, node_name: str) -> None:
-    assert report(crd, node_name) is None
+    assert node_report(crd, node_name) is None
     announce(crd, node_name)
-    created = report(crd, node_name)
+    created = node_report(crd, node_name)
     assert created is not None
     assert created["status"]["synced"] is False
     assert created["metadata"]["ownerReferences"][0]["name"] == node_name
@@ -79,11 +74,11 @@ def test_the_previous_agents_report_stays_until_the_initial_sync(
             "metadata": {"name": node_name}, "status": previous,
         }),
     )  # fmt: skip
-    before = report(crd, node_name)
+    before = node_report(crd, node_name)
     assert before is not None and before["status"]["synced"] is True
 
     announce(crd, node_name)
-    after = report(crd, node_name)
+    after = node_report(crd, node_name)
     assert after is not None
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert after["status"]["synced"] is True
@@ -125,14 +120,14 @@ def test_a_report_left_by_an_earlier_node_of_the_same_name_is_replaced(
 
     announce(crd, node_name)
 
-    replaced = report(crd, node_name)
+    replaced = node_report(crd, node_name)
     assert replaced is not None
     assert owner_uids(replaced) == [current]
     assert replaced["status"]["synced"] is False  # this Node's agent has not synced yet
     assert not replaced["status"].get("installed")  # nothing of the earlier Node's list
     # The collector has had its chance at the old report: this one is owned and stays.
     time.sleep(GARBAGE_COLLECTOR_SECONDS)
-    kept = report(crd, node_name)
+    kept = node_report(crd, node_name)
     assert kept is not None and owner_uids(kept) == [current]
 
 
@@ -145,7 +140,7 @@ def test_a_deleted_report_is_written_again(crd: Cluster, node_name: str) -> None
             status = {**NOT_SYNCED, "nodeName": node_name}
             publisher = NodeStatusPublisher(api, node_name, lambda: status)
             await publisher.announce()
-            assert report(crd, node_name) is not None
+            assert node_report(crd, node_name) is not None
             keeper = asyncio.create_task(publisher.keep(0.5))
             try:
                 await asyncio.to_thread(
@@ -154,7 +149,7 @@ def test_a_deleted_report_is_written_again(crd: Cluster, node_name: str) -> None
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
-                    found = await asyncio.to_thread(report, crd, node_name)
+                    found = await asyncio.to_thread(node_report, crd, node_name)
                     if found is not None:
                         return found
                 return None
@@ -192,7 +187,7 @@ def test_the_recorded_part_brings_back_a_missing_report(crd: Cluster, node_name:
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
-                    found = await asyncio.to_thread(report, crd, node_name)
+                    found = await asyncio.to_thread(node_report, crd, node_name)
                     if found is not None and found["status"].get("recordings"):
                         return found
                 return None

@@ -20,7 +20,7 @@ from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import AgentProcess, running_agent, wait_for
 from tests.integration.conftest import apply_profile, delete_profile
 from tests.integration.controller import running_controller
-from tests.integration.nodes import delete_node, register_node
+from tests.integration.nodes import delete_node, node_report, register_node
 
 pytestmark = pytest.mark.cluster
 
@@ -62,8 +62,8 @@ def status_of(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
 
 
 def node_status(cluster: Cluster, node: str) -> dict[str, Any] | None:
-    result = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json", check=False)
-    return json.loads(result.stdout)["status"] if result.returncode == 0 else None
+    report = node_report(cluster, node)
+    return None if report is None else dict(report["status"])
 
 
 def test_kubectl_wait_for_ready_once_every_node_has_it(

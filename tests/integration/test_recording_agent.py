@@ -11,7 +11,6 @@ import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +18,7 @@ from agent.api.keys import ProfileKey
 from agent.api.recording import recording_localhost_profile
 from tests.cluster.pytest_plugin import Cluster
 from tests.integration.agents import running_agent, wait_for
+from tests.integration.nodes import node_report, recorded_names, recording_part
 from tests.integration.tools import require_tool
 from tests.runc_bundle import RuncBundle, cri_annotations
 
@@ -65,25 +65,6 @@ def run_pod_container(bundle: RuncBundle, profile_file: Path, namespace: str, sc
     return result.stdout
 
 
-def node_status(cluster: Cluster, node: str) -> dict[str, Any]:
-    out = cluster.kubectl("get", "seccompnodestatus", node, "-o", "json", check=False).stdout
-    status: dict[str, Any] = json.loads(out).get("status", {}) if out else {}
-    return status
-
-
-def part_of(cluster: Cluster, node: str, key: ProfileKey) -> dict[str, Any] | None:
-    for part in node_status(cluster, node).get("recordings") or []:
-        if part.get("recording") == str(key):
-            found: dict[str, Any] = part
-            return found
-    return None
-
-
-def recorded_names(part: dict[str, Any] | None) -> set[str]:
-    """Every name of the part's containers (published at most about a second late)."""
-    return {name for c in (part or {}).get("containers") or [] for name in c["syscalls"]}
-
-
 def test_the_agent_records_a_container_and_publishes_it_across_a_restart(
     recording_crd: Cluster, namespace: str, tmp_path: Path, socket_dir: Path, bundle: RuncBundle
 ) -> None:
@@ -106,25 +87,25 @@ def test_the_agent_records_a_container_and_publishes_it_across_a_restart(
         wait_for(profile.exists, 30, what="the recording profile on disk")
         assert json.loads(profile.read_text())["listenerPath"] == str(socket_path)
         wait_for(
-            lambda: (part_of(cluster, node, key) or {}).get("ready") is True,
+            lambda: (recording_part(cluster, node, key) or {}).get("ready") is True,
             30,
             what="the node part to say ready",
         )
         out = run_pod_container(bundle, profile, namespace, "mkdir /tmp/r && echo made")
         assert "made" in out
         wait_for(
-            lambda: {"mkdir", "execve"} <= recorded_names(part_of(cluster, node, key)),
+            lambda: {"mkdir", "execve"} <= recorded_names(recording_part(cluster, node, key)),
             30,
             what="the recorded container's calls in the node part",
         )
-        part = part_of(cluster, node, key)
+        part = recording_part(cluster, node, key)
         assert part is not None
         assert part["pods"] == [f"{namespace}/web-1"]
         (container,) = part["containers"]
         assert container["name"] == "web"
         assert {"mkdir", "execve"} <= set(container["syscalls"])
         # The node report and the node part share the object; neither removed the other.
-        assert node_status(cluster, node)["synced"] is True
+        assert (node_report(cluster, node) or {})["status"]["synced"] is True
         assert agent.metric("seccomp_sync_recorder_notifications_total") > 0
         assert agent.metric("seccomp_sync_recorder_errors_total") == 0
 
@@ -133,11 +114,11 @@ def test_the_agent_records_a_container_and_publishes_it_across_a_restart(
         recorded = set(container["syscalls"])
         agent.start().wait_ready()
         wait_for(
-            lambda: (part_of(cluster, node, key) or {}).get("ready") is True,
+            lambda: (recording_part(cluster, node, key) or {}).get("ready") is True,
             30,
             what="the restarted agent's node part",
         )
-        again = part_of(cluster, node, key)
+        again = recording_part(cluster, node, key)
         assert again is not None
         assert set(again["containers"][0]["syscalls"]) == recorded
 
@@ -149,9 +130,9 @@ def test_the_agent_records_a_container_and_publishes_it_across_a_restart(
         cluster.kubectl("apply", "-f", "-", input=json.dumps(stopped))
         wait_for(lambda: not profile.exists(), 30, what="the recording profile to go")
         wait_for(
-            lambda: (part_of(cluster, node, key) or {}).get("ready") is False,
+            lambda: (recording_part(cluster, node, key) or {}).get("ready") is False,
             30,
             what="the node part to say not ready",
         )
-        final = part_of(cluster, node, key)
+        final = recording_part(cluster, node, key)
         assert final is not None and set(final["containers"][0]["syscalls"]) == recorded
