@@ -9,11 +9,14 @@ that turn sooner or later, and then shutdown hangs. `asyncio.timeout` does not h
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 async def event_within(event: asyncio.Event, seconds: float) -> bool:
@@ -41,13 +44,23 @@ def daemon_thread(name: str, target: Callable[[], None]) -> asyncio.Future[None]
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
+    def settle(exc: BaseException | None) -> None:
+        try:
+            loop.call_soon_threadsafe(_settle, done, exc)
+        except RuntimeError:  # the loop has closed (a stop): nobody awaits this end any more
+            if exc is not None:
+                log.warning(
+                    "a thread ended with an error after its event loop closed",
+                    extra={"thread_name": name, "error": repr(exc)[:200]},
+                )
+
     def body() -> None:
         try:
             target()
         except BaseException as exc:
-            loop.call_soon_threadsafe(_settle, done, exc)
+            settle(exc)
         else:
-            loop.call_soon_threadsafe(_settle, done, None)
+            settle(None)
 
     threading.Thread(target=body, daemon=True, name=name).start()
     return done

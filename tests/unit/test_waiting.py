@@ -8,14 +8,19 @@ arrive together, so the watcher looped on after being cancelled.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from agent.node.agent import NodeAgent
 from agent.node.catalog import ProfileCatalog
 from agent.node.metrics import Metrics
 from agent.node.report_writer import RecordingStatusWriter
 from agent.node.store import ProfileStore
-from agent.runtime.waiting import event_within, within
+from agent.runtime.waiting import daemon_thread, event_within, within
 from tests.unit.agent_harness import RecordedEvents
 
 
@@ -90,3 +95,39 @@ def test_the_resync_loop_stops_when_cancelled_as_a_resync_is_requested(tmp_path:
         return task.cancelled()
 
     assert asyncio.run(scenario())
+
+
+def test_a_thread_ending_after_its_loop_closed_dies_quietly_and_says_its_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stop closes the event loop while a daemon thread (the recorder's) is still winding
+    down: its end has no one to reach, and must not surface as an unhandled thread exception
+    (seen as pytest's PytestUnhandledThreadExceptionWarning); an error it ended with is logged."""
+    release = threading.Event()
+    finished = threading.Event()
+    unhandled: list[threading.ExceptHookArgs] = []
+
+    def target() -> None:
+        release.wait(10)
+        try:
+            raise OSError("the socket went away")
+        finally:
+            finished.set()
+
+    async def start() -> None:
+        daemon_thread("late", target)
+
+    previous = threading.excepthook
+    threading.excepthook = unhandled.append
+    try:
+        with caplog.at_level(logging.WARNING, logger="agent.runtime.waiting"):
+            asyncio.run(start())  # the loop closes with the thread still running
+            release.set()
+            assert finished.wait(10)
+            time.sleep(0.1)  # the thread's last step, after `finished`
+    finally:
+        threading.excepthook = previous
+    assert unhandled == []
+    (record,) = [r for r in caplog.records if r.name == "agent.runtime.waiting"]
+    assert record.getMessage() == "a thread ended with an error after its event loop closed"
+    assert "the socket went away" in record.__dict__["error"]
