@@ -34,7 +34,8 @@ from tests.e2e.test_node_seccomp import (  # the deployed agent (a fixture) and 
 )
 from tests.integration.nodes import recorded_names as names_in_part
 from tests.integration.nodes import recording_part
-from tests.node.agent_deploy import free_port
+from tests.node.agent_deploy import AGENT_LABEL, free_port
+from tests.node.agent_deploy import NAMESPACE as AGENT_NAMESPACE
 from tests.node.images import BUSYBOX_BINARY, BUSYBOX_IMAGE
 from tests.node.pytest_plugin import AgentImage, Node
 
@@ -154,9 +155,23 @@ def wait_running(
 
 
 def describe(cluster: Cluster, namespace: str, name: str) -> str:
-    """What a user reads when a pod does not start: its state, conditions and Events."""
+    """What a user reads when a pod does not start: its state, conditions and Events, and the
+    end of the node agent's log (a recorded container waits on the agent's listener)."""
     described = cluster.kubectl("-n", namespace, "describe", "pod", name, check=False)
-    return str(described.stdout)
+    agents = cluster.kubectl("-n", AGENT_NAMESPACE, "get", "pods", "-o", "wide", check=False)
+    logs = [agent_log(cluster, previous) for previous in (False, True)]
+    return (
+        f"{described.stdout}\n--- the agent's pods ---\n{agents.stdout}"
+        f"\n--- the agent's log, last lines ---\n{logs[0]}"
+        f"\n--- the agent's previous container, last lines ---\n{logs[1]}"
+    )
+
+
+def agent_log(cluster: Cluster, previous: bool) -> str:
+    """The last lines the node agents logged (of their previous containers: `previous`)."""
+    command = ["-n", AGENT_NAMESPACE, "logs", "-l", AGENT_LABEL, "--tail=80", "--prefix"]
+    result = cluster.kubectl(*command, *(["--previous"] if previous else []), check=False)
+    return str(result.stdout or result.stderr)
 
 
 def wait_succeeded(cluster: Cluster, namespace: str, name: str, timeout: float = 120) -> None:
